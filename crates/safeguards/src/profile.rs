@@ -1,0 +1,242 @@
+//! Safeguard profiles: per-model configuration of thresholds, the action on a
+//! match, the streaming output guard and the optional stage-3 judge.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SafeguardError;
+
+/// What happens when the classifier finds a request malicious.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileAction {
+    /// Refuse the request (400 `content_policy_violation`).
+    Block,
+    /// Serve the request and mark the audit entry.
+    Flag,
+    /// Serve the request and only log the verdict, for trying a profile out.
+    Shadow,
+}
+
+/// Score thresholds. Scores are probabilities in `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Stage-1 score at or above which a request is malicious when stage 2
+    /// is not available.
+    pub stage1_block: f32,
+    /// Stage-1 scores in `[escalate_low, escalate_high)` are uncertain and go
+    /// to stage 2; below is allowed, at or above is blocked by stage 1.
+    pub escalate_low: f32,
+    pub escalate_high: f32,
+    /// Stage-2 score at or above which an escalated request is malicious.
+    pub stage2_block: f32,
+}
+
+/// Settings of the streaming output guard.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputGuardSettings {
+    pub enabled: bool,
+    /// Held text is checked and released once it ends a sentence.
+    pub release_at_sentence_end: bool,
+    /// Held text is checked and released once it reaches this many characters.
+    pub hold_back_max_chars: usize,
+    /// Held text is checked and released once its oldest event is this old.
+    pub hold_back_max_ms: u64,
+}
+
+impl Default for OutputGuardSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            release_at_sentence_end: true,
+            hold_back_max_chars: 400,
+            hold_back_max_ms: 150,
+        }
+    }
+}
+
+/// What the pipeline does when the stage-3 judge fails or times out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeFailureMode {
+    /// Keep the stage-1/2 verdict.
+    FailOpen,
+    /// Treat the request as malicious.
+    FailClosed,
+}
+
+/// An optional LLM judge behind an OpenAI-compatible API (for example Llama
+/// Guard served by vLLM), consulted for requests scoring in its band.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// The API root, such as `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    pub model: String,
+    #[serde(default = "default_judge_timeout_ms")]
+    pub timeout_ms: u64,
+    pub failure_mode: JudgeFailureMode,
+    /// Requests whose cascade score is in `[consult_low, consult_high)` are
+    /// sent to the judge; the judge's answer then decides.
+    #[serde(default = "default_consult_low")]
+    pub consult_low: f32,
+    #[serde(default = "default_consult_high")]
+    pub consult_high: f32,
+    /// The environment variable holding the judge's API key, if it needs one.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+fn default_judge_timeout_ms() -> u64 {
+    2_000
+}
+fn default_consult_low() -> f32 {
+    0.2
+}
+fn default_consult_high() -> f32 {
+    0.8
+}
+
+/// One safeguard profile, such as `cyber`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafeguardProfile {
+    pub name: String,
+    pub action: ProfileAction,
+    pub thresholds: Thresholds,
+    #[serde(default)]
+    pub output_guard: OutputGuardSettings,
+    /// Whether the gateway may run this profile with stage 1 alone when the
+    /// embedding model is missing. Off by default: fail closed.
+    #[serde(default)]
+    pub allow_stage1_only: bool,
+    #[serde(default)]
+    pub judge: Option<JudgeConfig>,
+}
+
+impl SafeguardProfile {
+    /// The `cyber` profile with the thresholds recommended by training.
+    pub fn cyber(thresholds: Thresholds) -> Self {
+        Self {
+            name: "cyber".to_owned(),
+            action: ProfileAction::Block,
+            thresholds,
+            output_guard: OutputGuardSettings::default(),
+            allow_stage1_only: false,
+            judge: None,
+        }
+    }
+
+    /// Checks every value; an invalid profile must never replace a valid one.
+    pub fn validate(&self) -> Result<(), SafeguardError> {
+        let invalid = |reason: String| SafeguardError::InvalidProfile {
+            profile: self.name.clone(),
+            reason,
+        };
+        if self.name.trim().is_empty() {
+            return Err(invalid("the name is empty".to_owned()));
+        }
+        let thresholds = self.thresholds;
+        for (name, value) in [
+            ("stage1_block", thresholds.stage1_block),
+            ("escalate_low", thresholds.escalate_low),
+            ("escalate_high", thresholds.escalate_high),
+            ("stage2_block", thresholds.stage2_block),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(invalid(format!("`{name}` is `{value}`, outside 0..=1")));
+            }
+        }
+        if thresholds.escalate_low > thresholds.escalate_high {
+            return Err(invalid(
+                "`escalate_low` is above `escalate_high`".to_owned(),
+            ));
+        }
+        if self.output_guard.enabled && self.output_guard.hold_back_max_chars == 0 {
+            return Err(invalid("`hold_back_max_chars` must be positive".to_owned()));
+        }
+        if let Some(judge) = &self.judge {
+            if !(judge.base_url.starts_with("http://") || judge.base_url.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "judge `base_url` `{}` is not an http(s) URL",
+                    judge.base_url
+                )));
+            }
+            if judge.timeout_ms == 0 {
+                return Err(invalid("judge `timeout_ms` must be positive".to_owned()));
+            }
+            if judge.consult_low > judge.consult_high {
+                return Err(invalid(
+                    "judge `consult_low` is above `consult_high`".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thresholds() -> Thresholds {
+        Thresholds {
+            stage1_block: 0.5,
+            escalate_low: 0.2,
+            escalate_high: 0.8,
+            stage2_block: 0.5,
+        }
+    }
+
+    #[test]
+    fn profiles_parse_from_json_with_defaults() {
+        let profile: SafeguardProfile = serde_json::from_str(
+            r#"{"name":"cyber","action":"flag",
+                "thresholds":{"stage1_block":0.5,"escalate_low":0.2,"escalate_high":0.8,"stage2_block":0.5},
+                "judge":{"base_url":"http://127.0.0.1:9/v1","model":"llama-guard","failure_mode":"fail_closed"}}"#,
+        )
+        .unwrap();
+        assert_eq!(profile.action, ProfileAction::Flag);
+        assert_eq!(profile.output_guard.hold_back_max_ms, 150);
+        assert!(!profile.allow_stage1_only);
+        assert_eq!(profile.judge.as_ref().map(|j| j.timeout_ms), Some(2_000));
+        profile.validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_profiles_are_rejected() {
+        let mut cases = Vec::new();
+        let mut bad = SafeguardProfile::cyber(thresholds());
+        bad.thresholds.escalate_low = 0.9;
+        cases.push(bad);
+        let mut bad = SafeguardProfile::cyber(thresholds());
+        bad.thresholds.stage1_block = 1.5;
+        cases.push(bad);
+        let mut bad = SafeguardProfile::cyber(thresholds());
+        bad.output_guard.hold_back_max_chars = 0;
+        cases.push(bad);
+        let mut bad = SafeguardProfile::cyber(thresholds());
+        bad.judge = Some(JudgeConfig {
+            base_url: "ftp://x".to_owned(),
+            model: "m".to_owned(),
+            timeout_ms: 10,
+            failure_mode: JudgeFailureMode::FailOpen,
+            consult_low: 0.1,
+            consult_high: 0.9,
+            api_key_env: None,
+        });
+        cases.push(bad);
+        for profile in cases {
+            assert!(profile.validate().is_err(), "{profile:?}");
+        }
+        assert!(SafeguardProfile::cyber(thresholds()).validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let parsed: Result<SafeguardProfile, _> =
+            serde_json::from_str(r#"{"name":"cyber","action":"block","tresholds":{}}"#);
+        assert!(parsed.is_err());
+    }
+}
