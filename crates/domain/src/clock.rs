@@ -45,6 +45,7 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp::from_millisecond(self.millis.load(Ordering::SeqCst)).unwrap_or(Timestamp::UNIX_EPOCH)
+        Timestamp::from_millisecond(self.millis.load(Ordering::SeqCst))
+            .unwrap_or(Timestamp::UNIX_EPOCH)
     }
 }

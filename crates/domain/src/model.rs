@@ -87,7 +87,9 @@ pub struct ModelDraft {
 /// Why a model declaration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
-    #[error("model name `{0}` must be 1-128 characters of letters, digits, `.`, `-`, `_`, `:` or `/`")]
+    #[error(
+        "model name `{0}` must be 1-128 characters of letters, digits, `.`, `-`, `_`, `:` or `/`"
+    )]
     BadModelName(String),
     #[error("provider `{0}` needs a `base_url`")]
     MissingBaseUrl(&'static str),
@@ -157,7 +159,9 @@ impl ModelDraft {
         if let Some(tag) = self.tags.iter().find(|t| !is_identifier(t, 64)) {
             return Err(ValidationError::BadTag(tag.clone()));
         }
-        let family = self.family.unwrap_or_else(|| self.name.to_ascii_lowercase());
+        let family = self
+            .family
+            .unwrap_or_else(|| self.name.to_ascii_lowercase());
         if !is_identifier(&family, 64) {
             return Err(ValidationError::BadFamily(family));
         }

@@ -173,7 +173,10 @@ mod tests {
     #[test]
     fn screening_forms() {
         let cases = [
-            (serde_json::json!("potential_match"), ScreeningStatus::PotentialMatch),
+            (
+                serde_json::json!("potential_match"),
+                ScreeningStatus::PotentialMatch,
+            ),
             (
                 serde_json::json!({"status": "confirmed_match", "list_version": "sdn-2026-11", "entry": "123", "score": 0.93}),
                 ScreeningStatus::ConfirmedMatch,
@@ -183,7 +186,8 @@ mod tests {
             let screening: Screening = serde_json::from_value(value).unwrap();
             assert_eq!(screening.status(), expected);
         }
-        let missing: PrincipalAttributes = serde_json::from_value(serde_json::json!({"id": "x"})).unwrap();
+        let missing: PrincipalAttributes =
+            serde_json::from_value(serde_json::json!({"id": "x"})).unwrap();
         assert_eq!(missing.screening.status(), ScreeningStatus::Unscreened);
     }
 }

@@ -1,0 +1,495 @@
+//! The admin API: JSON resources under `/admin/v1/` on the admin listener,
+//! behind a named admin's bearer token. Every write goes to the store, and
+//! the snapshot is rebuilt before the write is acknowledged, so a revoked
+//! key stops working the moment the call returns.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use http::{StatusCode, header};
+use jiff::Timestamp;
+use portcullis_domain::{ApiKey, GeneratedKey, Model, ModelDraft, Principal, PrincipalAttributes};
+use portcullis_store::{Admin, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Gateway;
+use crate::request_id::RequestId;
+
+/// The OpenAPI description of this API, served at `/admin/v1/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// An admin API error: a status and a JSON body `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct AdminError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+}
+
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        match &error {
+            StoreError::NotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
+            StoreError::AlreadyExists { .. } => {
+                Self::new(StatusCode::CONFLICT, "already_exists", error.to_string())
+            }
+            _ if error.is_unavailable() => {
+                tracing::error!(%error, "store unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is unavailable; nothing was changed",
+                )
+            }
+            _ => {
+                tracing::error!(%error, "store error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the store failed; nothing was changed",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type AdminResult<T> = Result<T, AdminError>;
+
+/// The admin who made the call, as authenticated by [`require_admin`].
+#[derive(Debug, Clone)]
+pub struct Actor(pub Arc<Admin>);
+
+/// Middleware: only a known, enabled admin's token passes.
+pub async fn require_admin(
+    State(gateway): State<Arc<Gateway>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned());
+    let snapshot = gateway.snapshot.load();
+    let admin = token.and_then(|token| snapshot.authenticate_admin(&token).cloned());
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    match admin {
+        Some(admin) => {
+            request.extensions_mut().insert(Actor(admin));
+            next.run(request).await
+        }
+        None => {
+            let body = json!({"error": {"code": "unauthorized", "message": "a valid admin token is required: send `Authorization: Bearer TOKEN`"}, "request_id": request_id});
+            (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+        }
+    }
+}
+
+fn require_writer(actor: &Actor) -> AdminResult<()> {
+    if actor.0.role == portcullis_store::AdminRole::ComplianceOfficer {
+        return Err(AdminError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the compliance_officer role is read-only",
+        ));
+    }
+    Ok(())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> AdminResult<T> {
+    serde_json::from_slice(body).map_err(|e| AdminError::invalid(format!("invalid JSON body: {e}")))
+}
+
+// ---- models -------------------------------------------------------------
+
+fn model_json(model: &Model) -> Value {
+    serde_json::to_value(model).unwrap_or(Value::Null)
+}
+
+pub async fn list_models(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
+    let snapshot = gateway.snapshot.load();
+    Json(json!({"data": snapshot.models_in_order().map(|m| model_json(m)).collect::<Vec<_>>()}))
+}
+
+pub async fn get_model(
+    State(gateway): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+) -> AdminResult<Json<Value>> {
+    let snapshot = gateway.snapshot.load();
+    let model = snapshot.model(&name).ok_or_else(|| {
+        AdminError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("model `{name}` not found"),
+        )
+    })?;
+    Ok(Json(model_json(model)))
+}
+
+pub async fn create_model(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    body: axum::body::Bytes,
+) -> AdminResult<(StatusCode, Json<Value>)> {
+    require_writer(&actor)?;
+    let draft: ModelDraft = parse_json(&body)?;
+    let model = draft
+        .validate()
+        .map_err(|e| AdminError::invalid(e.to_string()))?;
+    gateway
+        .store
+        .insert_model(&model, gateway.clock.now())
+        .await?;
+    gateway.refresh().await?;
+    tracing::info!(actor = %actor.0.id, model = %model.name, "model created");
+    Ok((StatusCode::CREATED, Json(model_json(&model))))
+}
+
+pub async fn update_model(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> AdminResult<Json<Value>> {
+    require_writer(&actor)?;
+    let draft: ModelDraft = parse_json(&body)?;
+    if draft.name != name {
+        return Err(AdminError::invalid(format!(
+            "the body names model `{}` but the path names `{name}`",
+            draft.name
+        )));
+    }
+    let model = draft
+        .validate()
+        .map_err(|e| AdminError::invalid(e.to_string()))?;
+    gateway
+        .store
+        .update_model(&model, gateway.clock.now())
+        .await?;
+    gateway.refresh().await?;
+    tracing::info!(actor = %actor.0.id, model = %model.name, "model updated");
+    Ok(Json(model_json(&model)))
+}
+
+pub async fn delete_model(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> AdminResult<StatusCode> {
+    require_writer(&actor)?;
+    gateway.store.delete_model(&name).await?;
+    gateway.refresh().await?;
+    tracing::info!(actor = %actor.0.id, model = %name, "model deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- principals ---------------------------------------------------------
+
+fn principal_json(principal: &Principal) -> Value {
+    json!({
+        "id": principal.id,
+        "display_name": principal.display_name,
+        "attributes": principal.attributes,
+        "created_at": principal.created_at.to_string(),
+    })
+}
+
+/// Reads a principal document: the attribute contract, optionally with a
+/// top-level `display_name`.
+fn principal_document(body: &[u8]) -> AdminResult<(String, PrincipalAttributes)> {
+    let mut attributes: PrincipalAttributes = parse_json(body)?;
+    let display_name = match attributes.unverified.remove("display_name") {
+        Some(Value::String(name)) => name,
+        Some(_) => return Err(AdminError::invalid("`display_name` must be a string")),
+        None => attributes.id.clone(),
+    };
+    let id_ok = !attributes.id.is_empty()
+        && attributes.id.len() <= 128
+        && attributes
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
+    if !id_ok {
+        return Err(AdminError::invalid(format!(
+            "principal id `{}` must be 1-128 characters of letters, digits, `.`, `-`, `_` or `@`",
+            attributes.id
+        )));
+    }
+    Ok((display_name, attributes))
+}
+
+pub async fn list_principals(State(gateway): State<Arc<Gateway>>) -> Json<Value> {
+    let snapshot = gateway.snapshot.load();
+    let mut principals: Vec<&Arc<Principal>> = snapshot.principals.values().collect();
+    principals.sort_by(|a, b| a.id.cmp(&b.id));
+    Json(json!({"data": principals.into_iter().map(|p| principal_json(p)).collect::<Vec<_>>()}))
+}
+
+pub async fn get_principal(
+    State(gateway): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+) -> AdminResult<Json<Value>> {
+    let snapshot = gateway.snapshot.load();
+    let principal = snapshot.principals.get(&id).ok_or_else(|| {
+        AdminError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("principal `{id}` not found"),
+        )
+    })?;
+    Ok(Json(principal_json(principal)))
+}
+
+pub async fn create_principal(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    body: axum::body::Bytes,
+) -> AdminResult<(StatusCode, Json<Value>)> {
+    require_writer(&actor)?;
+    let (display_name, attributes) = principal_document(&body)?;
+    gateway
+        .store
+        .insert_principal(&display_name, &attributes, gateway.clock.now())
+        .await?;
+    gateway.refresh().await?;
+    tracing::info!(actor = %actor.0.id, principal = %attributes.id, "principal created");
+    let snapshot = gateway.snapshot.load();
+    let principal = snapshot
+        .principals
+        .get(&attributes.id)
+        .map(|p| principal_json(p))
+        .unwrap_or(Value::Null);
+    Ok((StatusCode::CREATED, Json(principal)))
+}
+
+pub async fn update_principal(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> AdminResult<Json<Value>> {
+    require_writer(&actor)?;
+    let (display_name, attributes) = principal_document(&body)?;
+    if attributes.id != id {
+        return Err(AdminError::invalid(format!(
+            "the body names principal `{}` but the path names `{id}`",
+            attributes.id
+        )));
+    }
+    gateway
+        .store
+        .update_principal(&display_name, &attributes, gateway.clock.now())
+        .await?;
+    gateway.refresh().await?;
+    tracing::info!(actor = %actor.0.id, principal = %id, "principal updated");
+    let snapshot = gateway.snapshot.load();
+    Ok(Json(
+        snapshot
+            .principals
+            .get(&id)
+            .map(|p| principal_json(p))
+            .unwrap_or(Value::Null),
+    ))
+}
+
+pub async fn delete_principal(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> AdminResult<StatusCode> {
+    require_writer(&actor)?;
+    gateway.store.delete_principal(&id).await?;
+    gateway.refresh().await?;
+    tracing::info!(actor = %actor.0.id, principal = %id, "principal deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- keys ---------------------------------------------------------------
+
+fn key_json(key: &ApiKey) -> Value {
+    json!({
+        "id": key.id,
+        "principal_id": key.principal_id,
+        "name": key.name,
+        "display_prefix": key.display_prefix,
+        "created_at": key.created_at.to_string(),
+        "expires_at": key.expires_at.map(|t| t.to_string()),
+        "revoked_at": key.revoked_at.map(|t| t.to_string()),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub principal_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct KeyFilter {
+    pub principal: Option<String>,
+}
+
+pub async fn list_keys(
+    State(gateway): State<Arc<Gateway>>,
+    Query(filter): Query<KeyFilter>,
+) -> AdminResult<Json<Value>> {
+    let contents = gateway.store.load().await?;
+    let keys: Vec<Value> = contents
+        .keys
+        .iter()
+        .filter(|k| {
+            filter
+                .principal
+                .as_ref()
+                .is_none_or(|p| &k.principal_id == p)
+        })
+        .map(key_json)
+        .collect();
+    Ok(Json(json!({"data": keys})))
+}
+
+pub async fn get_key(
+    State(gateway): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+) -> AdminResult<Json<Value>> {
+    let key = gateway.store.get_key(&id).await?.ok_or_else(|| {
+        AdminError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("key `{id}` not found"),
+        )
+    })?;
+    Ok(Json(key_json(&key)))
+}
+
+/// Creates a key and returns its secret. This is the only time the secret
+/// is ever shown; only its SHA-256 is stored.
+pub async fn create_key(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    body: axum::body::Bytes,
+) -> AdminResult<(StatusCode, Json<Value>)> {
+    require_writer(&actor)?;
+    let request: CreateKey = parse_json(&body)?;
+    if request.name.trim().is_empty() || request.name.len() > 128 {
+        return Err(AdminError::invalid("key `name` must be 1-128 characters"));
+    }
+    let now = gateway.clock.now();
+    if request.expires_at.is_some_and(|t| t <= now) {
+        return Err(AdminError::invalid("`expires_at` must be in the future"));
+    }
+    let (key, secret) = issue_key(
+        &request.principal_id,
+        &request.name,
+        request.expires_at,
+        now,
+    )?;
+    gateway.store.insert_key(&key).await?;
+    gateway.refresh().await?;
+    tracing::info!(actor = %actor.0.id, key = %key.id, principal = %key.principal_id, "key created");
+    let mut body = key_json(&key);
+    body["secret"] = Value::String(secret);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Generates a new key for a principal: the stored record and the secret.
+pub fn issue_key(
+    principal_id: &str,
+    name: &str,
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+) -> AdminResult<(ApiKey, String)> {
+    let generated = GeneratedKey::generate().map_err(|_| {
+        AdminError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "no randomness available",
+        )
+    })?;
+    let id = format!("key_{}", &generated.secret_sha256[..16]);
+    let key = ApiKey {
+        id,
+        principal_id: principal_id.to_owned(),
+        name: name.to_owned(),
+        display_prefix: generated.display_prefix,
+        secret_sha256: generated.secret_sha256,
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    Ok((key, generated.secret))
+}
+
+pub async fn revoke_key(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> AdminResult<Json<Value>> {
+    require_writer(&actor)?;
+    gateway.store.revoke_key(&id, gateway.clock.now()).await?;
+    gateway.refresh().await?;
+    tracing::info!(actor = %actor.0.id, key = %id, "key revoked");
+    let key = gateway.store.get_key(&id).await?;
+    Ok(Json(key.as_ref().map(key_json).unwrap_or(Value::Null)))
+}
+
+pub async fn delete_key(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> AdminResult<StatusCode> {
+    require_writer(&actor)?;
+    gateway.store.delete_key(&id).await?;
+    gateway.refresh().await?;
+    tracing::info!(actor = %actor.0.id, key = %id, "key deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
+pub async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    let text = gateway
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

@@ -1,0 +1,279 @@
+//! The gateway's configuration: one validated struct, read from TOML (plus
+//! environment overrides applied by the binary) and passed down. An invalid
+//! file is refused at start with a message naming the field.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use portcullis_domain::ModelDraft;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub mock: MockConfig,
+    pub legal: LegalConfig,
+    pub location: LocationConfig,
+    /// Models declared in config; they are upserted into the store at start.
+    pub models: Vec<ModelDraft>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long a client may take to send the request head.
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send the request body.
+    pub body_read_timeout_ms: u64,
+    pub upstream_connect_timeout_ms: u64,
+    /// Time allowed for a non-streaming upstream answer, and for the first
+    /// byte of a streaming one.
+    pub upstream_response_timeout_ms: u64,
+    /// Longest silence allowed between two events of an upstream stream.
+    pub stream_idle_timeout_ms: u64,
+    /// How long shutdown waits for running streams before cutting them.
+    pub shutdown_grace_ms: u64,
+    /// This replica's name in logs, metrics and the audit log.
+    pub replica_id: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            upstream_connect_timeout_ms: 5_000,
+            upstream_response_timeout_ms: 300_000,
+            stream_idle_timeout_ms: 120_000,
+            shutdown_grace_ms: 10_000,
+            replica_id: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+    pub fn upstream_connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_connect_timeout_ms)
+    }
+    pub fn upstream_response_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream_response_timeout_ms)
+    }
+    pub fn stream_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.stream_idle_timeout_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://FILE` or `postgres://…`. Defaults to `DATA_DIR/portcullis.db`.
+    pub url: Option<String>,
+    /// The data directory. Defaults to `./portcullis-data`.
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `portcullis=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MockConfig {
+    /// Pause between streamed chunks of the built-in mock.
+    pub token_interval_ms: u64,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        Self {
+            token_interval_ms: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LegalConfig {
+    /// Named in every 451 answer so a denied user knows whom to ask.
+    pub contact: String,
+}
+
+impl Default for LegalConfig {
+    fn default() -> Self {
+        Self {
+            contact: "the operator's legal contact".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocationConfig {
+    /// Header carrying the request's ISO 3166-1 country, set by the edge.
+    pub country_header: Option<String>,
+    /// Header carrying the ISO 3166-2 subdivision, set by the edge.
+    pub subdivision_header: Option<String>,
+    /// Peers whose location headers are trusted. Headers from anyone else
+    /// are ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Country assumed when no signal exists. Production leaves it unset so
+    /// the location is unknown; the demo sets `US`.
+    pub default_country: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`{field}` is invalid: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl Config {
+    /// Checks everything that serde's types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.listen == self.server.admin_listen && self.server.listen.port() != 0 {
+            return Err(invalid(
+                "server.admin_listen",
+                "must differ from server.listen",
+            ));
+        }
+        for (field, value) in [
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+            (
+                "server.upstream_connect_timeout_ms",
+                self.server.upstream_connect_timeout_ms,
+            ),
+            (
+                "server.upstream_response_timeout_ms",
+                self.server.upstream_response_timeout_ms,
+            ),
+            (
+                "server.stream_idle_timeout_ms",
+                self.server.stream_idle_timeout_ms,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, model) in self.models.iter().enumerate() {
+            model
+                .clone()
+                .validate()
+                .map_err(|e| invalid(&format!("models[{i}]"), &e.to_string()))?;
+            if !names.insert(model.name.clone()) {
+                return Err(invalid(&format!("models[{i}].name"), "is declared twice"));
+            }
+        }
+        if let Some(country) = &self.location.default_country
+            && (country.len() != 2 || !country.chars().all(|c| c.is_ascii_uppercase()))
+        {
+            return Err(invalid(
+                "location.default_country",
+                "must be an ISO 3166-1 alpha-2 code such as `US`",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_model_block_parses_and_validates() {
+        let config: Config = toml_like(
+            r#"{"models": [{"name": "bench", "provider": "openai", "base_url": "http://127.0.0.1:9000/v1",
+                "upstream_model": "mock", "state": "released", "family": "bench", "tags": []}]}"#,
+        );
+        config.validate().unwrap();
+        assert_eq!(config.models[0].name, "bench");
+        assert_eq!(config.server.max_body_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        let cases = [
+            (
+                r#"{"server": {"max_body_bytes": 10}}"#,
+                "server.max_body_bytes",
+            ),
+            (
+                r#"{"location": {"default_country": "usa"}}"#,
+                "location.default_country",
+            ),
+            (
+                r#"{"models": [{"name": "a", "provider": "openai", "state": "released"}]}"#,
+                "models[0]",
+            ),
+        ];
+        for (text, field) in cases {
+            let error = toml_like(text).validate().unwrap_err().to_string();
+            assert!(error.contains(field), "{error}");
+        }
+        assert!(
+            serde_json::from_str::<Config>(r#"{"sever": {}}"#).is_err(),
+            "unknown sections are refused"
+        );
+    }
+
+    fn toml_like(json: &str) -> Config {
+        serde_json::from_str(json).unwrap()
+    }
+}

@@ -1,0 +1,783 @@
+//! The data plane: `POST /v1/chat/completions`, `POST /v1/messages` and
+//! `GET /v1/models`. Each request is authenticated, its model resolved from
+//! the body, the access decision taken against the current snapshot, and the
+//! upstream answer relayed (translated when the client and upstream formats
+//! differ), event by event for streams.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::{self, BoxStream};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use portcullis_domain::{Model, Provider};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::Gateway;
+use crate::decide::decide;
+use crate::error::{ApiError, ApiFormat, ErrorSource};
+use crate::mock;
+use crate::request_id::RequestId;
+use crate::snapshot::{KeyEntry, Snapshot};
+use crate::sse::{SseEvent, SseSplitter};
+use crate::translate::{self, AnthropicToOpenAiStream, OpenAiToAnthropicStream};
+use crate::upstream::{UpstreamAnswer, provider_format, upstream_error_message};
+
+/// Headers that must not name a model different from the body's.
+const MODEL_OVERRIDE_HEADERS: &[&str] = &["x-model", "model", "x-portcullis-model"];
+/// Client headers passed to an Anthropic upstream when formats match.
+const ANTHROPIC_PASSTHROUGH_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta"];
+
+pub async fn chat_completions(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    inference(gateway, ApiFormat::OpenAi, request).await
+}
+
+pub async fn messages(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    inference(gateway, ApiFormat::Anthropic, request).await
+}
+
+fn request_id_of(parts: &Parts) -> String {
+    parts
+        .extensions
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default()
+}
+
+async fn inference(gateway: Arc<Gateway>, format: ApiFormat, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let request_id = request_id_of(&parts);
+    let endpoint = match format {
+        ApiFormat::OpenAi => "chat_completions",
+        ApiFormat::Anthropic => "messages",
+    };
+    let response = match handle(&gateway, format, &parts, body, &request_id).await {
+        Ok(response) => response,
+        Err(error) => {
+            if error.source == ErrorSource::Internal {
+                tracing::error!(request_id, code = error.code, message = %error.message, "request failed");
+            } else {
+                tracing::debug!(
+                    request_id,
+                    status = error.status.as_u16(),
+                    code = error.code,
+                    "request refused"
+                );
+            }
+            error.into_response_for(format, &request_id)
+        }
+    };
+    let status = response.status().as_u16();
+    metrics::counter!("portcullis_requests_total", "endpoint" => endpoint, "status" => status_class(status))
+        .increment(1);
+    metrics::histogram!("portcullis_request_duration_seconds", "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        413 => "413",
+        451 => "451",
+        402..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The credential a client presented, from `Authorization: Bearer` or
+/// `x-api-key`.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = value.split_once(' ')?;
+        if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+            return Some(token.trim());
+        }
+        return None;
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+fn authenticate<'s>(
+    gateway: &Gateway,
+    snapshot: &'s Snapshot,
+    headers: &HeaderMap,
+) -> Result<&'s KeyEntry, ApiError> {
+    let secret = presented_key(headers).ok_or_else(ApiError::unauthenticated)?;
+    snapshot
+        .authenticate(secret, gateway.clock.now())
+        .ok_or_else(ApiError::unauthenticated)
+}
+
+async fn read_body(gateway: &Gateway, parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
+    let limit = gateway.config.server.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let collected = tokio::time::timeout(
+        gateway.config.server.body_read_timeout(),
+        Limited::new(body, limit).collect(),
+    )
+    .await;
+    match collected {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body was not received in time",
+            ErrorSource::Client,
+        )),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::too_large(limit))
+        }
+        Ok(Err(_)) => Err(ApiError::bad_request(
+            "invalid_body",
+            "the request body could not be read",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Parses a request body into a JSON object, with errors a client can act on.
+pub fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(ApiError::bad_request(
+            "invalid_encoding",
+            "the request body is not valid UTF-8",
+        ));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body must be a JSON object",
+        )),
+        Err(error) => Err(ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not valid JSON: {error}"),
+        )),
+    }
+}
+
+/// The model named in the body, refusing any second, different naming in the
+/// query string or headers: the body alone decides which model is checked.
+fn requested_model(parts: &Parts, body: &Map<String, Value>) -> Result<String, ApiError> {
+    let model = match body.get("model") {
+        Some(Value::String(model)) if !model.is_empty() => model.clone(),
+        Some(Value::String(_)) | None => {
+            return Err(ApiError::bad_request(
+                "missing_model",
+                "the request body must name a `model`",
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "`model` must be a string",
+            ));
+        }
+    };
+    let conflict = |other: &str| {
+        ApiError::bad_request(
+            "conflicting_model",
+            format!(
+                "the model is named twice: `{model}` in the body and `{other}` elsewhere; only the body may name it"
+            ),
+        )
+    };
+    if let Some(query) = parts.uri.query() {
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key == "model" && value != model {
+                return Err(conflict(value));
+            }
+        }
+    }
+    for name in MODEL_OVERRIDE_HEADERS {
+        for value in parts.headers.get_all(*name) {
+            let value = value.to_str().unwrap_or("<non-ascii>");
+            if value != model {
+                return Err(conflict(value));
+            }
+        }
+    }
+    Ok(model)
+}
+
+fn check_shape(body: &Map<String, Value>) -> Result<bool, ApiError> {
+    if !matches!(body.get("messages"), Some(Value::Array(_))) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`messages` must be an array",
+        ));
+    }
+    match body.get("stream") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(stream)) => Ok(*stream),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_request",
+            "`stream` must be a boolean",
+        )),
+    }
+}
+
+async fn handle(
+    gateway: &Arc<Gateway>,
+    format: ApiFormat,
+    parts: &Parts,
+    body: Body,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let snapshot = gateway.snapshot.load_full();
+    let key = authenticate(gateway, &snapshot, &parts.headers)?;
+    let bytes = read_body(gateway, parts, body).await?;
+    let body = parse_body(&bytes)?;
+    let model_name = requested_model(parts, &body)?;
+    let model = snapshot
+        .model(&model_name)
+        .cloned()
+        .ok_or_else(|| ApiError::model_not_found(&model_name))?;
+    let decision = decide(&key.principal, &model);
+    if !decision.allowed {
+        return Err(match decision.status {
+            451 => ApiError::legal_restriction(
+                &model.name,
+                &decision.reasons,
+                &gateway.config.legal.contact,
+            ),
+            _ => ApiError::access_denied(&model.name, &decision.reasons),
+        });
+    }
+    let stream = check_shape(&body)?;
+    let upstream_format = provider_format(model.provider, format);
+    if model.provider == Provider::Mock {
+        return serve_mock(gateway, format, parts, &body, &model, stream, request_id).await;
+    }
+    let upstream_body = if upstream_format == format {
+        if model.upstream_model == model.name {
+            bytes
+        } else {
+            let mut body = body.clone();
+            body.insert("model".into(), Value::String(model.upstream_model.clone()));
+            Bytes::from(serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?)
+        }
+    } else {
+        let translated = match format {
+            ApiFormat::OpenAi => {
+                translate::openai_request_to_anthropic(&body, &model.upstream_model)?
+            }
+            ApiFormat::Anthropic => {
+                translate::anthropic_request_to_openai(&body, &model.upstream_model)?
+            }
+        };
+        Bytes::from(translated.to_string())
+    };
+    let forwarded: Vec<(HeaderName, HeaderValue)> =
+        if upstream_format == ApiFormat::Anthropic && format == ApiFormat::Anthropic {
+            ANTHROPIC_PASSTHROUGH_HEADERS
+                .iter()
+                .filter_map(|name| {
+                    Some((
+                        HeaderName::from_static(name),
+                        parts.headers.get(*name)?.clone(),
+                    ))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+    let answer = gateway
+        .upstream
+        .send(&model, upstream_body, stream, &forwarded)
+        .await?;
+    match answer {
+        UpstreamAnswer::Rejected { status, body } => {
+            if upstream_format == format {
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = status;
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(response)
+            } else {
+                let message = upstream_error_message(&body)
+                    .unwrap_or_else(|| "the upstream refused the request".into());
+                Err(ApiError::new(
+                    status,
+                    "upstream_rejected",
+                    message,
+                    ErrorSource::Upstream,
+                ))
+            }
+        }
+        UpstreamAnswer::Complete(bytes) => {
+            if upstream_format == format {
+                Ok(json_response(bytes))
+            } else {
+                let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                    ApiError::upstream(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        "the upstream answered with malformed JSON",
+                    )
+                })?;
+                let translated = match format {
+                    ApiFormat::OpenAi => translate::anthropic_response_to_openai(
+                        &value,
+                        &model.name,
+                        gateway.clock.now().as_second(),
+                    )?,
+                    ApiFormat::Anthropic => {
+                        translate::openai_response_to_anthropic(&value, &model.name)?
+                    }
+                };
+                Ok(json_response(Bytes::from(translated.to_string())))
+            }
+        }
+        UpstreamAnswer::Stream(upstream) => {
+            let translator = Translator::for_formats(
+                format,
+                upstream_format,
+                &model,
+                request_id,
+                gateway,
+                &body,
+            );
+            let upstream = upstream.map(|item| item.map_err(|_| ())).boxed();
+            Ok(stream_response(
+                gateway,
+                Relay::new(
+                    gateway,
+                    upstream,
+                    translator,
+                    format,
+                    upstream_format,
+                    request_id,
+                ),
+            ))
+        }
+    }
+}
+
+async fn serve_mock(
+    gateway: &Arc<Gateway>,
+    format: ApiFormat,
+    parts: &Parts,
+    body: &Map<String, Value>,
+    model: &Model,
+    stream: bool,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let plan = mock::plan(body, &model.upstream_model);
+    match plan.failure {
+        mock::MockFailure::ServerError => {
+            metrics::counter!("portcullis_upstream_errors_total", "kind" => "status_5xx")
+                .increment(1);
+            return Err(ApiError::upstream(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "the upstream answered 500",
+            ));
+        }
+        mock::MockFailure::Hang => {
+            tokio::time::sleep(gateway.config.server.upstream_response_timeout()).await;
+            return Err(ApiError::upstream(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            ));
+        }
+        _ => {}
+    }
+    if !stream {
+        let body = mock::complete_body(format, &plan, &model.upstream_model);
+        return Ok(json_response(Bytes::from(body.to_string())));
+    }
+    let default_interval = Duration::from_millis(gateway.config.mock.token_interval_ms);
+    let interval = mock::token_interval(&parts.headers, default_interval);
+    let upstream = mock::stream_frames(format, plan, model.upstream_model.clone(), interval)
+        .map(|item| item.map_err(|_| ()))
+        .boxed();
+    Ok(stream_response(
+        gateway,
+        Relay::new(
+            gateway,
+            upstream,
+            Translator::None,
+            format,
+            format,
+            request_id,
+        ),
+    ))
+}
+
+fn json_response(bytes: Bytes) -> Response {
+    let mut response = Response::new(Body::from(bytes));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn stream_response(gateway: &Arc<Gateway>, relay: Relay) -> Response {
+    let _ = gateway;
+    let frames = stream::unfold(relay, |mut relay| async move {
+        let frame = relay.next_frame().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(frame), relay))
+    });
+    let mut response = Response::new(Body::from_stream(frames));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// How upstream events become client events.
+enum Translator {
+    None,
+    OpenAiToAnthropic(OpenAiToAnthropicStream),
+    AnthropicToOpenAi(AnthropicToOpenAiStream),
+}
+
+impl Translator {
+    fn for_formats(
+        client: ApiFormat,
+        upstream: ApiFormat,
+        model: &Model,
+        request_id: &str,
+        gateway: &Gateway,
+        body: &Map<String, Value>,
+    ) -> Self {
+        match (client, upstream) {
+            (ApiFormat::Anthropic, ApiFormat::OpenAi) => Translator::OpenAiToAnthropic(
+                OpenAiToAnthropicStream::new(&model.name, &format!("msg_{request_id}")),
+            ),
+            (ApiFormat::OpenAi, ApiFormat::Anthropic) => {
+                let include_usage = body
+                    .get("stream_options")
+                    .and_then(|o| o.get("include_usage"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                Translator::AnthropicToOpenAi(AnthropicToOpenAiStream::new(
+                    &model.name,
+                    &format!("chatcmpl-{request_id}"),
+                    gateway.clock.now().as_second(),
+                    include_usage,
+                ))
+            }
+            _ => Translator::None,
+        }
+    }
+}
+
+/// Counts a running stream in the `portcullis_active_streams` gauge for as
+/// long as it lives.
+struct ActiveStream;
+
+impl ActiveStream {
+    fn start() -> Self {
+        metrics::gauge!("portcullis_active_streams").increment(1.0);
+        ActiveStream
+    }
+}
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        metrics::gauge!("portcullis_active_streams").decrement(1.0);
+    }
+}
+
+/// Relays one upstream stream to one client, event by event.
+///
+/// INVARIANT: every upstream event is handled as a unit. Same-format events
+/// are passed on byte for byte; translated events become whole client
+/// events. Nothing is merged or split, and each is yielded (and so flushed)
+/// as soon as it is complete.
+struct Relay {
+    upstream: BoxStream<'static, Result<Bytes, ()>>,
+    splitter: SseSplitter,
+    translator: Translator,
+    client_format: ApiFormat,
+    upstream_format: ApiFormat,
+    request_id: String,
+    pending: VecDeque<Bytes>,
+    idle_timeout: Duration,
+    /// Cancelled when the stream must stop now (shutdown deadline).
+    cut: CancellationToken,
+    finished: bool,
+    _active: ActiveStream,
+}
+
+impl Relay {
+    fn new(
+        gateway: &Gateway,
+        upstream: BoxStream<'static, Result<Bytes, ()>>,
+        translator: Translator,
+        client_format: ApiFormat,
+        upstream_format: ApiFormat,
+        request_id: &str,
+    ) -> Self {
+        Self {
+            upstream,
+            splitter: SseSplitter::new(),
+            translator,
+            client_format,
+            upstream_format,
+            request_id: request_id.to_owned(),
+            pending: VecDeque::new(),
+            idle_timeout: gateway.config.server.stream_idle_timeout(),
+            cut: gateway.stream_cut.child_token(),
+            finished: false,
+            _active: ActiveStream::start(),
+        }
+    }
+
+    fn fail(&mut self, error: ApiError) {
+        metrics::counter!("portcullis_stream_errors_total", "code" => error.code).increment(1);
+        self.pending
+            .push_back(error.sse_frame(self.client_format, &self.request_id));
+        self.finished = true;
+    }
+
+    fn is_terminal(&self, event: &SseEvent) -> bool {
+        match self.upstream_format {
+            ApiFormat::OpenAi => event.data == "[DONE]",
+            ApiFormat::Anthropic => event.event.as_deref() == Some("message_stop"),
+        }
+    }
+
+    fn is_upstream_error(&self, event: &SseEvent) -> bool {
+        match self.upstream_format {
+            ApiFormat::Anthropic => event.event.as_deref() == Some("error"),
+            ApiFormat::OpenAi => {
+                event.data.starts_with("{\"error\"")
+                    || (event.data.contains("\"error\"") && {
+                        serde_json::from_str::<Value>(&event.data)
+                            .ok()
+                            .is_some_and(|v| v.get("error").is_some())
+                    })
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: SseEvent) {
+        let terminal = self.is_terminal(&event);
+        let upstream_error = self.is_upstream_error(&event);
+        let result = match &mut self.translator {
+            Translator::None => {
+                self.pending.push_back(event.raw.clone());
+                Ok(())
+            }
+            Translator::OpenAiToAnthropic(t) => {
+                t.on_event(&event).map(|frames| self.pending.extend(frames))
+            }
+            Translator::AnthropicToOpenAi(t) => {
+                t.on_event(&event).map(|frames| self.pending.extend(frames))
+            }
+        };
+        if let Err(error) = result {
+            self.fail(error);
+            return;
+        }
+        if terminal || upstream_error {
+            if upstream_error {
+                metrics::counter!("portcullis_stream_errors_total", "code" => "upstream_error")
+                    .increment(1);
+            }
+            self.finished = true;
+        }
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.pending.pop_front() {
+                return Some(frame);
+            }
+            if self.finished {
+                return None;
+            }
+            if let Some(event) = self.splitter.next_event() {
+                self.on_event(event);
+                continue;
+            }
+            let next = tokio::select! {
+                biased;
+                _ = self.cut.cancelled() => {
+                    self.fail(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stream_cut", "the gateway is shutting down and ended this stream", ErrorSource::Internal));
+                    continue;
+                }
+                next = tokio::time::timeout(self.idle_timeout, self.upstream.next()) => next,
+            };
+            match next {
+                Err(_) => self.fail(ApiError::upstream(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the upstream stream went silent",
+                )),
+                Ok(Some(Ok(chunk))) => {
+                    if self.splitter.push(&chunk).is_err() {
+                        self.fail(ApiError::upstream(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream_error",
+                            "the upstream sent an oversized event",
+                        ));
+                    }
+                }
+                Ok(Some(Err(()))) => {
+                    metrics::counter!("portcullis_upstream_errors_total", "kind" => "stream_broken").increment(1);
+                    self.fail(ApiError::upstream(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        "the upstream broke off the stream",
+                    ));
+                }
+                Ok(None) => {
+                    if let Some(event) = self.splitter.finish() {
+                        self.on_event(event);
+                    }
+                    if !self.finished {
+                        metrics::counter!("portcullis_upstream_errors_total", "kind" => "stream_truncated").increment(1);
+                        self.fail(ApiError::upstream(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream_error",
+                            "the upstream ended the stream early",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /v1/models`: the models the caller may invoke, in the OpenAI list
+/// format, or the Anthropic one when the client sends `anthropic-version`.
+pub async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let request_id = request_id_of(&parts);
+    let format = if parts.headers.contains_key("anthropic-version") {
+        ApiFormat::Anthropic
+    } else {
+        ApiFormat::OpenAi
+    };
+    let snapshot = gateway.snapshot.load_full();
+    let key = match authenticate(&gateway, &snapshot, &parts.headers) {
+        Ok(key) => key,
+        Err(error) => return error.into_response_for(format, &request_id),
+    };
+    let visible: Vec<&Arc<Model>> = snapshot
+        .models_in_order()
+        .filter(|model| decide(&key.principal, model).allowed)
+        .collect();
+    let body = match format {
+        ApiFormat::OpenAi => json!({
+            "object": "list",
+            "data": visible.iter().map(|m| json!({"id": m.name, "object": "model", "created": 0, "owned_by": "portcullis"})).collect::<Vec<_>>(),
+        }),
+        ApiFormat::Anthropic => json!({
+            "data": visible.iter().map(|m| json!({"type": "model", "id": m.name, "display_name": m.name, "created_at": "1970-01-01T00:00:00Z"})).collect::<Vec<_>>(),
+            "has_more": false,
+            "first_id": visible.first().map(|m| m.name.clone()),
+            "last_id": visible.last().map(|m| m.name.clone()),
+        }),
+    };
+    json_response(Bytes::from(body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_read_from_either_header() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
+            (&[("authorization", "Bearer pcl_abc")], Some("pcl_abc")),
+            (&[("authorization", "bearer  pcl_abc ")], Some("pcl_abc")),
+            (&[("x-api-key", "pcl_xyz")], Some("pcl_xyz")),
+            (&[("authorization", "Basic Zm9v")], None),
+            (&[("authorization", "Bearer ")], None),
+            (&[], None),
+        ];
+        for (headers, expected) in cases {
+            let mut map = HeaderMap::new();
+            for (name, value) in *headers {
+                map.insert(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            assert_eq!(presented_key(&map), *expected, "{headers:?}");
+        }
+    }
+
+    #[test]
+    fn body_errors_are_specific() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{\"model\": ", "invalid_json"),
+            (b"[1,2]", "invalid_json"),
+            (b"{\"model\": \"\xff\"}", "invalid_encoding"),
+        ];
+        for (bytes, code) in cases {
+            assert_eq!(parse_body(bytes).unwrap_err().code, *code);
+        }
+    }
+
+    #[test]
+    fn a_second_model_name_must_agree_with_the_body() {
+        let body = parse_body(br#"{"model": "fable"}"#).unwrap();
+        let cases = [
+            ("/v1/chat/completions", None, Ok("fable")),
+            ("/v1/chat/completions?model=fable", None, Ok("fable")),
+            (
+                "/v1/chat/completions?model=mythos",
+                None,
+                Err("conflicting_model"),
+            ),
+            (
+                "/v1/chat/completions",
+                Some("mythos"),
+                Err("conflicting_model"),
+            ),
+        ];
+        for (uri, header, expected) in cases {
+            let mut builder = http::Request::builder().uri(uri);
+            if let Some(h) = header {
+                builder = builder.header("x-model", h);
+            }
+            let (parts, _) = builder.body(()).unwrap().into_parts();
+            let got = requested_model(&parts, &body);
+            let got = got.as_deref().map_err(|e| e.code);
+            assert_eq!(got, expected, "{uri} {header:?}");
+        }
+    }
+}

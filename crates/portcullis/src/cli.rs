@@ -1,0 +1,229 @@
+//! The command-line synopsis: `portcullis <noun> <verb> [ARGS] [--server URL]
+//! [--token T]`, options accepted after positionals.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{AdminClient, Body};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A compliance gateway for frontier AI models"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How the CLI reaches the admin API. Without `--server`/`--token`, the
+/// demo's `demo-keys.json` in the data directory is read.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The admin listener's root URL, e.g. `http://127.0.0.1:8081`.
+    #[arg(long, global = true, env = "PORTCULLIS_SERVER")]
+    pub server: Option<String>,
+    /// An admin token.
+    #[arg(long, global = true, env = "PORTCULLIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The data directory holding `demo-keys.json`.
+    #[arg(long, global = true)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Serve the deterministic mock upstream on its own port.
+    Mock(MockArgs),
+    /// Manage models.
+    Models {
+        #[command(subcommand)]
+        verb: ResourceVerb,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Manage principals and their verified attributes.
+    Principals {
+        #[command(subcommand)]
+        verb: ResourceVerb,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        verb: KeyVerb,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Send a raw request to the admin API, e.g. `portcullis admin get /admin/v1/models`.
+    Admin {
+        /// get, post, put or delete.
+        method: String,
+        /// A path under the admin listener, e.g. `/admin/v1/models`.
+        path: String,
+        /// A JSON body, or `@FILE`, or `@-` for standard input.
+        #[arg(long)]
+        body: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Seed the demo story and write `DIR/demo-keys.json`.
+    #[arg(long)]
+    pub demo: bool,
+    /// A TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The data directory (default `./portcullis-data`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The data-plane listen address (default `127.0.0.1:8080`).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The admin listen address (default `127.0.0.1:8081`).
+    #[arg(long)]
+    pub admin_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: std::net::SocketAddr,
+    /// Pause between streamed chunks.
+    #[arg(long, default_value_t = 5)]
+    pub token_interval_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourceVerb {
+    /// List them all.
+    List,
+    /// Show one.
+    Get { id: String },
+    /// Create from a JSON file (`-` for standard input).
+    Create { file: PathBuf },
+    /// Replace from a JSON file (`-` for standard input).
+    Update { id: String, file: PathBuf },
+    /// Delete one.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyVerb {
+    /// List keys (never their secrets).
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+    },
+    /// Show one key.
+    Get { id: String },
+    /// Create a key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        name: String,
+        /// RFC 3339 expiry time.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Revoke a key, effective immediately.
+    Revoke { id: String },
+    /// Delete a key.
+    Delete { id: String },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => crate::serve::run(args).await,
+        Command::Mock(args) => crate::serve::run_mock(args).await,
+        Command::Models { verb, connection } => resource(&connection, "models", verb).await,
+        Command::Principals { verb, connection } => resource(&connection, "principals", verb).await,
+        Command::Keys { verb, connection } => keys(&connection, verb).await,
+        Command::Admin {
+            method,
+            path,
+            body,
+            connection,
+        } => {
+            let client = AdminClient::connect(&connection)?;
+            let body = body.map(|b| Body::from_arg(&b)).transpose()?;
+            client.print(&method, &path, body).await
+        }
+    }
+}
+
+async fn resource(
+    connection: &Connection,
+    noun: &str,
+    verb: ResourceVerb,
+) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::connect(connection)?;
+    let base = format!("/admin/v1/{noun}");
+    match verb {
+        ResourceVerb::List => client.print("get", &base, None).await,
+        ResourceVerb::Get { id } => client.print("get", &format!("{base}/{id}"), None).await,
+        ResourceVerb::Create { file } => {
+            client
+                .print("post", &base, Some(Body::from_file(&file)?))
+                .await
+        }
+        ResourceVerb::Update { id, file } => {
+            client
+                .print(
+                    "put",
+                    &format!("{base}/{id}"),
+                    Some(Body::from_file(&file)?),
+                )
+                .await
+        }
+        ResourceVerb::Delete { id } => client.print("delete", &format!("{base}/{id}"), None).await,
+    }
+}
+
+async fn keys(connection: &Connection, verb: KeyVerb) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::connect(connection)?;
+    match verb {
+        KeyVerb::List { principal } => {
+            let path = match principal {
+                Some(p) => format!("/admin/v1/keys?principal={p}"),
+                None => "/admin/v1/keys".to_owned(),
+            };
+            client.print("get", &path, None).await
+        }
+        KeyVerb::Get { id } => {
+            client
+                .print("get", &format!("/admin/v1/keys/{id}"), None)
+                .await
+        }
+        KeyVerb::Create {
+            principal,
+            name,
+            expires_at,
+        } => {
+            let body = serde_json::json!({"principal_id": principal, "name": name, "expires_at": expires_at});
+            client
+                .print("post", "/admin/v1/keys", Some(Body::Json(body)))
+                .await
+        }
+        KeyVerb::Revoke { id } => {
+            client
+                .print("post", &format!("/admin/v1/keys/{id}/revoke"), None)
+                .await
+        }
+        KeyVerb::Delete { id } => {
+            client
+                .print("delete", &format!("/admin/v1/keys/{id}"), None)
+                .await
+        }
+    }
+}
