@@ -251,6 +251,7 @@ async fn unknown_fields_pass_through_unchanged_when_formats_match() {
 }
 
 #[tokio::test]
+#[allow(clippy::type_complexity)]
 async fn bad_input_gets_native_errors_and_no_panic() {
     let mut config = Config::default();
     config.server.max_body_bytes = 2048;
