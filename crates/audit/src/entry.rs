@@ -5,6 +5,8 @@
 //! assigns). Binding the position into the hashed bytes is what lets the
 //! verifier tell a reordered entry from an edited one.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -316,6 +318,87 @@ pub(crate) struct IndexedColumns {
     pub actor: Option<String>,
 }
 
+/// The fields of a stored entry that determine its searchable columns,
+/// borrowed from the stored text. The verifier reads entries through this
+/// view instead of building a full [`AuditEntry`], which keeps verification
+/// of large logs fast; the unit tests pin it to [`AuditEntry::indexed_columns`].
+#[derive(Debug, Deserialize)]
+pub(crate) struct ColumnView<'a> {
+    pub index: Option<u64>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+    #[serde(default, borrow)]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    principal_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    decision: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    order_ids: Vec<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    actor: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    target_kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    target_id: Option<Cow<'a, str>>,
+}
+
+impl ColumnView<'_> {
+    /// The searchable columns the writer stores for this entry.
+    pub fn indexed_columns(&self) -> Result<IndexedColumns, String> {
+        let time: Timestamp = self
+            .time
+            .parse()
+            .map_err(|error| format!("invalid `time`: {error}"))?;
+        let owned = |value: &Option<Cow<'_, str>>| value.as_deref().map(str::to_owned);
+        match self.kind.as_ref() {
+            "request_decision" => {
+                let decision = match self.decision.as_deref() {
+                    Some("allow") => Decision::Allow,
+                    Some("deny") => Decision::Deny,
+                    _ => return Err("missing or unknown `decision`".to_owned()),
+                };
+                let order_ids: Vec<String> =
+                    self.order_ids.iter().map(|id| id.to_string()).collect();
+                Ok(IndexedColumns {
+                    time_micros: time.as_microsecond(),
+                    kind: EntryKind::RequestDecision.as_str(),
+                    request_id: owned(&self.request_id),
+                    principal_id: owned(&self.principal_id),
+                    model: owned(&self.model),
+                    decision: Some(decision.as_str()),
+                    order_ids: order_ids_column(&order_ids),
+                    actor: None,
+                })
+            }
+            "admin_action" => {
+                let target_kind = self.target_kind.as_deref().unwrap_or_default();
+                let target = |kind: AdminTargetKind| {
+                    (target_kind == kind.as_str())
+                        .then(|| owned(&self.target_id))
+                        .flatten()
+                };
+                Ok(IndexedColumns {
+                    time_micros: time.as_microsecond(),
+                    kind: EntryKind::AdminAction.as_str(),
+                    request_id: owned(&self.request_id),
+                    principal_id: target(AdminTargetKind::Principal),
+                    model: target(AdminTargetKind::Model),
+                    decision: None,
+                    order_ids: target(AdminTargetKind::Order)
+                        .and_then(|order_id| order_ids_column(&[order_id])),
+                    actor: owned(&self.actor),
+                })
+            }
+            other => Err(format!("unknown kind `{other}`")),
+        }
+    }
+}
+
 /// Why an entry cannot be appended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuditEntryError {
@@ -455,6 +538,44 @@ mod tests {
             assert_eq!(stored, canonical_json_of_value(&value).unwrap());
             let parsed: AuditEntry = serde_json::from_str(&stored).unwrap();
             assert_eq!(parsed, entry);
+        }
+    }
+
+    #[test]
+    fn column_view_derives_the_same_columns_as_the_entry() {
+        let mut entries = vec![AuditEntry::from(sample_request())];
+        let mut anonymous = sample_request();
+        anonymous.principal_id = None;
+        anonymous.model = None;
+        anonymous.order_ids = vec![];
+        anonymous.decision = Decision::Allow;
+        entries.push(anonymous.into());
+        for target_kind in [
+            AdminTargetKind::Model,
+            AdminTargetKind::Principal,
+            AdminTargetKind::Order,
+            AdminTargetKind::Finding,
+        ] {
+            entries.push(AuditEntry::from(AdminActionEntry {
+                time: "2026-11-20T22:21:00.123456789Z".parse().unwrap(),
+                actor: "admin".to_owned(),
+                action: "update".to_owned(),
+                target_kind,
+                target_id: "t\"1".to_owned(),
+                payload: json!({"index": 3, "model": "not-a-column"}),
+                request_id: Some("r".to_owned()),
+                replica: None,
+            }));
+        }
+        for entry in entries {
+            let stored = entry.to_canonical_json(5).unwrap();
+            let view: ColumnView<'_> = serde_json::from_str(&stored).unwrap();
+            assert_eq!(view.index, Some(5));
+            assert_eq!(
+                view.indexed_columns().unwrap(),
+                entry.indexed_columns(),
+                "{stored}"
+            );
         }
     }
 

@@ -136,8 +136,9 @@ pub(crate) fn to_i64(value: u64) -> i64 {
 /// One entry ready to insert.
 pub(crate) struct EntryInsert<'a> {
     pub index: u64,
-    pub leaf_hash: Hash,
-    pub entry_json: String,
+    /// Hex leaf hash.
+    pub leaf_hash: String,
+    pub entry_json: &'a str,
     pub columns: &'a IndexedColumns,
 }
 
@@ -170,10 +171,10 @@ fn insert_entries_sql(rows: usize) -> String {
     sql
 }
 
-pub(crate) async fn insert_entries(
+pub(crate) async fn insert_entries<'a>(
     transaction: &mut Transaction<'static, Any>,
-    origin: &str,
-    rows: &[EntryInsert<'_>],
+    origin: &'a str,
+    rows: &'a [EntryInsert<'a>],
 ) -> Result<(), AuditError> {
     let mut remaining = rows;
     while !remaining.is_empty() {
@@ -189,19 +190,21 @@ pub(crate) async fn insert_entries(
         let sql = insert_entries_sql(chunk_rows);
         let mut query = sqlx::query(&sql);
         for row in chunk {
+            // Borrowed binds: the rows outlive the statement, so nothing is
+            // copied on the way to the driver.
             query = query
-                .bind(origin.to_owned())
+                .bind(origin)
                 .bind(to_i64(row.index))
-                .bind(hash_to_hex(&row.leaf_hash))
-                .bind(row.entry_json.clone())
+                .bind(row.leaf_hash.as_str())
+                .bind(row.entry_json)
                 .bind(row.columns.time_micros)
-                .bind(row.columns.kind.to_owned())
-                .bind(row.columns.request_id.clone())
-                .bind(row.columns.principal_id.clone())
-                .bind(row.columns.model.clone())
-                .bind(row.columns.decision.map(str::to_owned))
-                .bind(row.columns.order_ids.clone())
-                .bind(row.columns.actor.clone());
+                .bind(row.columns.kind)
+                .bind(row.columns.request_id.as_deref())
+                .bind(row.columns.principal_id.as_deref())
+                .bind(row.columns.model.as_deref())
+                .bind(row.columns.decision)
+                .bind(row.columns.order_ids.as_deref())
+                .bind(row.columns.actor.as_deref());
         }
         query.execute(&mut **transaction).await?;
     }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::AnyPool;
 
 use crate::canonical::canonical_json_of_value;
-use crate::entry::{AuditEntry, INDEX_KEY};
+use crate::entry::{AuditEntry, ColumnView, INDEX_KEY};
 use crate::error::AuditError;
 use crate::export::{EXPORT_FORMAT, ExportLine};
 use crate::merkle::{Frontier, Hash, leaf_hash};
@@ -342,22 +342,25 @@ pub async fn verify_store(
 
     let mut replay = Replay::new(Frontier::new(), targets);
     let mut stream_failure = None;
-    const PAGE: u64 = 20_000;
-    'pages: loop {
-        let page = store::load_entries_page(pool, origin, replay.frontier.size(), PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        for row in &page {
+    // Pages are fetched on their own task while the previous page is being
+    // hashed, so the database and the hashing use both cores.
+    let (page_sender, mut pages) =
+        tokio::sync::mpsc::channel::<Result<Vec<EntryRow>, AuditError>>(2);
+    let fetcher = tokio::spawn(fetch_entry_pages(
+        pool.clone(),
+        origin.to_owned(),
+        page_sender,
+    ));
+    'pages: while let Some(page) = pages.recv().await {
+        for row in &page? {
             if let Err(found) = replay.stored_entry(row) {
                 stream_failure = Some(found);
                 break 'pages;
             }
         }
-        if (page.len() as u64) < PAGE {
-            break;
-        }
     }
+    drop(pages);
+    fetcher.abort();
     if stream_failure.is_none() {
         stream_failure = replay.finish().err();
     }
@@ -375,6 +378,37 @@ pub async fn verify_store(
         base_size: 0,
     })
 }
+
+/// Sends the entries of `origin` in pages of [`VERIFY_PAGE_ENTRIES`] until
+/// the log ends, an error occurs, or the receiver is dropped.
+async fn fetch_entry_pages(
+    pool: AnyPool,
+    origin: String,
+    pages: tokio::sync::mpsc::Sender<Result<Vec<EntryRow>, AuditError>>,
+) {
+    let mut next_index = 0u64;
+    loop {
+        match store::load_entries_page(&pool, &origin, next_index, VERIFY_PAGE_ENTRIES).await {
+            Ok(page) => {
+                let last_page = (page.len() as u64) < VERIFY_PAGE_ENTRIES;
+                if let Some(last) = page.last() {
+                    next_index = u64::try_from(last.idx)
+                        .unwrap_or(u64::MAX)
+                        .saturating_add(1);
+                }
+                if pages.send(Ok(page)).await.is_err() || last_page {
+                    return;
+                }
+            }
+            Err(error) => {
+                let _ = pages.send(Err(error)).await;
+                return;
+            }
+        }
+    }
+}
+
+const VERIFY_PAGE_ENTRIES: u64 = 10_000;
 
 /// Recomputes the tree entry by entry and checks it against the targets as
 /// their sizes are reached.
@@ -414,19 +448,23 @@ impl Replay {
             return Err(failure(index, FailureReason::EntryMissing));
         }
         let leaf = leaf_hash(row.entry.as_bytes());
-        if row.leaf_hash != store::hash_to_hex(&leaf) {
+        if store::hash_from_hex(&row.leaf_hash) != Some(leaf) {
             return Err(failure(index, FailureReason::LeafHashMismatch));
         }
-        let value: Value = serde_json::from_str(&row.entry).map_err(|error| {
-            failure(
-                index,
-                FailureReason::EntryUnreadable {
-                    detail: error.to_string(),
-                },
-            )
-        })?;
-        let entry = self.check_position_and_parse(index, value)?;
-        let expected = entry.indexed_columns();
+        let unreadable = |detail: String| failure(index, FailureReason::EntryUnreadable { detail });
+        let view: ColumnView<'_> =
+            serde_json::from_str(&row.entry).map_err(|error| unreadable(error.to_string()))?;
+        match view.index {
+            Some(claimed_index) if claimed_index == index => {}
+            Some(claimed_index) => {
+                return Err(failure(
+                    index,
+                    FailureReason::EntryOutOfPlace { claimed_index },
+                ));
+            }
+            None => return Err(unreadable("no `index` field".to_owned())),
+        }
+        let expected = view.indexed_columns().map_err(unreadable)?;
         let mismatched_column = if row.time_micros != expected.time_micros {
             Some("time_micros")
         } else if row.kind != expected.kind {

@@ -402,6 +402,8 @@ impl Batch {
 struct Committed {
     frontier: Frontier,
     leaves: Vec<Hash>,
+    /// The canonical JSON of each entry, as hashed.
+    entry_jsons: Vec<String>,
     checkpoints: Vec<(CheckpointRow, SignedCheckpoint)>,
 }
 
@@ -571,6 +573,7 @@ impl Writer {
     fn prepare(&self, batch: &Batch, force_checkpoint: bool) -> Result<Committed, AuditError> {
         let mut frontier = self.frontier.clone();
         let mut leaves = Vec::with_capacity(batch.entries.len());
+        let mut entry_jsons = Vec::with_capacity(batch.entries.len());
         let mut checkpoints = Vec::new();
         let mut covered_size = self.last_checkpoint_size;
         let mut seq = self.next_checkpoint_seq;
@@ -579,6 +582,7 @@ impl Writer {
             let leaf = leaf_hash(json.as_bytes());
             frontier.append(leaf);
             leaves.push(leaf);
+            entry_jsons.push(json);
             if frontier.size() - covered_size >= self.config.checkpoint_every_entries {
                 checkpoints.push(self.sign_checkpoint(&frontier, seq)?);
                 seq += 1;
@@ -594,6 +598,7 @@ impl Writer {
         Ok(Committed {
             frontier,
             leaves,
+            entry_jsons,
             checkpoints,
         })
     }
@@ -630,12 +635,17 @@ impl Writer {
         }
         let start = self.frontier.size();
         let mut inserts = Vec::with_capacity(batch.entries.len());
-        for (offset, (entry, leaf)) in batch.entries.iter().zip(&committed.leaves).enumerate() {
-            let index = start + offset as u64;
+        for (offset, ((entry, leaf), json)) in batch
+            .entries
+            .iter()
+            .zip(&committed.leaves)
+            .zip(&committed.entry_jsons)
+            .enumerate()
+        {
             inserts.push(EntryInsert {
-                index,
-                leaf_hash: *leaf,
-                entry_json: entry.canonical_json_at(index),
+                index: start + offset as u64,
+                leaf_hash: store::hash_to_hex(leaf),
+                entry_json: json,
                 columns: &entry.columns,
             });
         }
