@@ -330,7 +330,10 @@ general_settings:
 EOF
   log "starting litellm on $litellm_port with $litellm_workers workers"
   # The LITELLM_LOCAL_* flags and DISABLE_MODELS_FETCH keep it from fetching
-  # remote files at start; DATABASE_URL stays unset.
+  # remote files at start; DATABASE_URL stays unset. uvicorn's supervisor
+  # kills a worker that does not answer its health check within 5 s by
+  # default, and importing LiteLLM takes longer than that on a busy 2-core
+  # machine, so without a longer timeout the workers are restarted forever.
   start_in_own_group "$run_dir/litellm.log" \
     env -u DATABASE_URL \
     LITELLM_MASTER_KEY="$litellm_master_key" \
@@ -341,7 +344,8 @@ EOF
     LITELLM_LOCAL_AUTOROUTER_PRESETS=True \
     DISABLE_MODELS_FETCH=True \
     "$litellm_venv/bin/litellm" --config "$run_dir/litellm.yaml" \
-    --host 127.0.0.1 --port "$litellm_port" --num_workers "$litellm_workers"
+    --host 127.0.0.1 --port "$litellm_port" --num_workers "$litellm_workers" \
+    --timeout_worker_healthcheck 120
   litellm_group_id=$started_group_id
   if ! wait_for_http "http://127.0.0.1:$litellm_port/health/liveliness" 300 "$litellm_group_id"; then
     litellm_status="not measured: the proxy did not become live within 300 s: $(tail -n 1 "$run_dir/litellm.log")"
@@ -545,11 +549,13 @@ load_at_end="$(cat /proc/loadavg)"
 
 ms() { awk -v us="$1" 'BEGIN { if (us == "") print "–"; else printf "%.2f", us / 1000 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print ""; else printf "%.2f", a / b }'; }
-verdict() { # verdict VALUE OPERATOR LIMIT
-  awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+# judged VALUE UNIT OPERATOR LIMIT: the value with its unit and whether it
+# meets the target, or "not measured" when there is no value.
+judged() {
+  awk -v v="$1" -v unit="$2" -v op="$3" -v l="$4" 'BEGIN {
     if (v == "") { print "not measured"; exit }
     ok = (op == ">=") ? (v >= l) : (v < l)
-    print ok ? "met" : "**missed**"
+    printf "%s%s (%s)\n", v, unit, ok ? "met" : "**missed**"
   }'
 }
 
@@ -611,16 +617,15 @@ litellm_line="not measured"
   row_p99="| added p99: Portcullis p99 − direct p99 at the same offered rate"
   for mode in "${modes[@]}"; do
     value="$(ratio "$(median peak "$mode" portcullis 6)" "$(median peak "$mode" nginx-proxy 6)")"
-    row_proxy+=" | ${value}× ($(verdict "$value" ">=" 0.5))"
+    row_proxy+=" | $(judged "$value" "×" ">=" 0.5)"
+    value=""
     if [[ "$litellm_status" == measured ]]; then
       value="$(ratio "$(median peak "$mode" portcullis 6)" "$(median peak "$mode" litellm 6)")"
-      row_litellm+=" | ${value}× ($(verdict "$value" ">=" 10))"
-    else
-      row_litellm+=" | not measured"
     fi
+    row_litellm+=" | $(judged "$value" "×" ">=" 10)"
     value="$(awk -v a="$(median fixed "$mode" portcullis 8)" -v b="$(median fixed "$mode" direct 8)" \
-      'BEGIN { printf "%.2f", (a - b) / 1000 }')"
-    row_p99+=" | ${value} ms ($(verdict "$value" "<" 1))"
+      'BEGIN { if (a != "" && b != "") printf "%.2f", (a - b) / 1000 }')"
+    row_p99+=" | $(judged "$value" " ms" "<" 1)"
   done
   echo "$row_proxy | ≥ 0.5× |"
   echo "$row_litellm | ≥ 10× |"
