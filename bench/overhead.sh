@@ -23,7 +23,7 @@
 #   BENCH_ROUNDS           [3]    interleaved rounds; medians are reported
 #   BENCH_SKIP_BUILD       [0]    1 skips `cargo build --release -p portcullis`
 #   BENCH_SKIP_LITELLM     [0]    1 reports LiteLLM as not measured
-#   PORTCULLIS_BIN         [target/release/portcullis]
+#   PORTCULLIS_BIN         [$CARGO_TARGET_DIR or target, then /release/portcullis]
 set -euo pipefail
 
 bench_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,7 +38,7 @@ warmup_seconds="${BENCH_WARMUP_SECONDS:-3}"
 rounds="${BENCH_ROUNDS:-3}"
 wrk_threads=2
 wrk_connections=64
-portcullis_bin="${PORTCULLIS_BIN:-$repo_root/target/release/portcullis}"
+portcullis_bin="${PORTCULLIS_BIN:-${CARGO_TARGET_DIR:-$repo_root/target}/release/portcullis}"
 litellm_version="1.106.12"
 litellm_venv="$out_dir/litellm-venv"
 litellm_workers=2
