@@ -4,29 +4,44 @@
 //! The crate is compiled for the baseline x86-64 target (SSE2 only) and may
 //! not use `unsafe`, so these kernels are written as plain loops that LLVM
 //! vectorises, and each is run through `pulp::Arch::dispatch`, which selects
-//! an AVX2/FMA (or wider) copy of the loop at run time. Helpers called from
-//! inside a dispatched closure are `#[inline(always)]` so that they are
-//! compiled with the same target features instead of as baseline calls.
+//! an AVX2/FMA copy of the loop at run time. Each kernel is a `WithSimd`
+//! type whose `with_simd` and helpers are `#[inline(always)]`: that is what
+//! gets them compiled inside pulp's target-feature function. (A closure
+//! passed to `dispatch` is not inlined there and runs as baseline code.)
 //! Reductions keep `LANES` independent partial sums because LLVM does not
 //! reorder a single floating-point accumulator.
 
-use pulp::Arch;
+use pulp::{Arch, Simd, WithSimd};
 
 /// Width of the partial-sum arrays; a multiple of every vector width in use.
 const LANES: usize = 16;
 
+/// Runs `kernel` with the widest instruction set the CPU offers.
+fn dispatch<Kernel: WithSimd>(arch: Arch, kernel: Kernel) -> Kernel::Output {
+    arch.dispatch(kernel)
+}
+
 /// Adds `bias` to every row of the row-major matrix `matrix`.
 pub(crate) fn add_bias_rows(arch: Arch, matrix: &mut [f32], bias: &[f32]) {
-    arch.dispatch(
-        #[inline(always)]
-        || {
-            for row in matrix.chunks_exact_mut(bias.len()) {
-                for (value, bias_value) in row.iter_mut().zip(bias) {
-                    *value += bias_value;
-                }
+    dispatch(arch, AddBiasRows { matrix, bias });
+}
+
+struct AddBiasRows<'a> {
+    matrix: &'a mut [f32],
+    bias: &'a [f32],
+}
+
+impl WithSimd for AddBiasRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        for row in self.matrix.chunks_exact_mut(self.bias.len()) {
+            for (value, bias_value) in row.iter_mut().zip(self.bias) {
+                *value += bias_value;
             }
-        },
-    );
+        }
+    }
 }
 
 /// Computes `hidden = layer_norm(hidden + update + bias)` row by row, the
@@ -40,23 +55,47 @@ pub(crate) fn residual_layer_norm(
     beta: &[f32],
     epsilon: f32,
 ) {
-    let width = bias.len();
-    arch.dispatch(
-        #[inline(always)]
-        || {
-            for (hidden_row, update_row) in hidden
-                .chunks_exact_mut(width)
-                .zip(update.chunks_exact(width))
-            {
-                for ((value, update_value), bias_value) in
-                    hidden_row.iter_mut().zip(update_row).zip(bias)
-                {
-                    *value += update_value + bias_value;
-                }
-                normalize_row(hidden_row, gamma, beta, epsilon);
-            }
+    dispatch(
+        arch,
+        ResidualLayerNorm {
+            hidden,
+            update,
+            bias,
+            gamma,
+            beta,
+            epsilon,
         },
     );
+}
+
+struct ResidualLayerNorm<'a> {
+    hidden: &'a mut [f32],
+    update: &'a [f32],
+    bias: &'a [f32],
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    epsilon: f32,
+}
+
+impl WithSimd for ResidualLayerNorm<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let width = self.bias.len();
+        for (hidden_row, update_row) in self
+            .hidden
+            .chunks_exact_mut(width)
+            .zip(self.update.chunks_exact(width))
+        {
+            for ((value, update_value), bias_value) in
+                hidden_row.iter_mut().zip(update_row).zip(self.bias)
+            {
+                *value += update_value + bias_value;
+            }
+            normalize_row(hidden_row, self.gamma, self.beta, self.epsilon);
+        }
+    }
 }
 
 /// Applies layer normalisation to every row of `matrix` in place.
@@ -67,14 +106,33 @@ pub(crate) fn layer_norm_rows(
     beta: &[f32],
     epsilon: f32,
 ) {
-    arch.dispatch(
-        #[inline(always)]
-        || {
-            for row in matrix.chunks_exact_mut(gamma.len()) {
-                normalize_row(row, gamma, beta, epsilon);
-            }
+    dispatch(
+        arch,
+        LayerNormRows {
+            matrix,
+            gamma,
+            beta,
+            epsilon,
         },
     );
+}
+
+struct LayerNormRows<'a> {
+    matrix: &'a mut [f32],
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    epsilon: f32,
+}
+
+impl WithSimd for LayerNormRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        for row in self.matrix.chunks_exact_mut(self.gamma.len()) {
+            normalize_row(row, self.gamma, self.beta, self.epsilon);
+        }
+    }
 }
 
 #[inline(always)]
@@ -104,85 +162,113 @@ fn normalize_row(row: &mut [f32], gamma: &[f32], beta: &[f32], epsilon: f32) {
 /// Computes `matrix = gelu(matrix + bias)` row by row, with the exact
 /// erf-based GELU that BERT uses (not the tanh approximation).
 pub(crate) fn bias_gelu_rows(arch: Arch, matrix: &mut [f32], bias: &[f32]) {
-    arch.dispatch(
-        #[inline(always)]
-        || {
-            for row in matrix.chunks_exact_mut(bias.len()) {
-                for (value, bias_value) in row.iter_mut().zip(bias) {
-                    *value = gelu(*value + bias_value);
-                }
+    dispatch(arch, BiasGeluRows { matrix, bias });
+}
+
+struct BiasGeluRows<'a> {
+    matrix: &'a mut [f32],
+    bias: &'a [f32],
+}
+
+impl WithSimd for BiasGeluRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        for row in self.matrix.chunks_exact_mut(self.bias.len()) {
+            for (value, bias_value) in row.iter_mut().zip(self.bias) {
+                *value = gelu(*value + bias_value);
             }
-        },
-    );
+        }
+    }
 }
 
 /// Applies softmax to every row of the row-major `matrix` of `width` columns.
 pub(crate) fn softmax_rows(arch: Arch, matrix: &mut [f32], width: usize) {
-    arch.dispatch(
-        #[inline(always)]
-        || {
-            for row in matrix.chunks_exact_mut(width) {
-                let maximum = max(row);
-                let mut partial = [0.0f32; LANES];
-                let mut chunks = row.chunks_exact_mut(LANES);
-                for chunk in &mut chunks {
-                    for (accumulator, value) in partial.iter_mut().zip(chunk.iter_mut()) {
-                        *value = exp(*value - maximum);
-                        *accumulator += *value;
-                    }
-                }
-                let mut total: f32 = partial.iter().sum();
-                for value in chunks.into_remainder() {
+    dispatch(arch, SoftmaxRows { matrix, width });
+}
+
+struct SoftmaxRows<'a> {
+    matrix: &'a mut [f32],
+    width: usize,
+}
+
+impl WithSimd for SoftmaxRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        for row in self.matrix.chunks_exact_mut(self.width) {
+            let maximum = max(row);
+            let mut partial = [0.0f32; LANES];
+            let mut chunks = row.chunks_exact_mut(LANES);
+            for chunk in &mut chunks {
+                for (accumulator, value) in partial.iter_mut().zip(chunk.iter_mut()) {
                     *value = exp(*value - maximum);
-                    total += *value;
-                }
-                let inverse_total = 1.0 / total;
-                for value in row.iter_mut() {
-                    *value *= inverse_total;
+                    *accumulator += *value;
                 }
             }
-        },
-    );
+            let mut total: f32 = partial.iter().sum();
+            for value in chunks.into_remainder() {
+                *value = exp(*value - maximum);
+                total += *value;
+            }
+            let inverse_total = 1.0 / total;
+            for value in row.iter_mut() {
+                *value *= inverse_total;
+            }
+        }
+    }
 }
 
 /// Writes the mean of the rows of `matrix` into `pooled`, then scales it to
 /// unit Euclidean length (sentence-transformers' mean pooling followed by its
 /// `Normalize` module).
 pub(crate) fn mean_pool_normalize(arch: Arch, matrix: &[f32], pooled: &mut [f32]) {
-    arch.dispatch(
-        #[inline(always)]
-        || {
-            pooled.fill(0.0);
-            let mut rows = 0usize;
-            for row in matrix.chunks_exact(pooled.len()) {
-                for (total, value) in pooled.iter_mut().zip(row) {
-                    *total += value;
-                }
-                rows += 1;
+    dispatch(arch, MeanPoolNormalize { matrix, pooled });
+}
+
+struct MeanPoolNormalize<'a> {
+    matrix: &'a [f32],
+    pooled: &'a mut [f32],
+}
+
+impl WithSimd for MeanPoolNormalize<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let pooled = self.pooled;
+        pooled.fill(0.0);
+        let mut rows = 0usize;
+        for row in self.matrix.chunks_exact(pooled.len()) {
+            for (total, value) in pooled.iter_mut().zip(row) {
+                *total += value;
             }
-            let inverse_rows = 1.0 / rows.max(1) as f32;
-            let mut squares = [0.0f32; LANES];
-            for value in pooled.iter_mut() {
-                *value *= inverse_rows;
+            rows += 1;
+        }
+        let inverse_rows = 1.0 / rows.max(1) as f32;
+        for value in pooled.iter_mut() {
+            *value *= inverse_rows;
+        }
+        let mut squares = [0.0f32; LANES];
+        let mut chunks = pooled.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            for (accumulator, value) in squares.iter_mut().zip(chunk) {
+                *accumulator += value * value;
             }
-            let mut chunks = pooled.chunks_exact(LANES);
-            for chunk in &mut chunks {
-                for (accumulator, value) in squares.iter_mut().zip(chunk) {
-                    *accumulator += value * value;
-                }
-            }
-            let mut norm_squared: f32 = squares.iter().sum();
-            for value in chunks.remainder() {
-                norm_squared += value * value;
-            }
-            // The same floor as torch.nn.functional.normalize, so that an
-            // all-zero vector stays zero instead of becoming NaN.
-            let inverse_norm = 1.0 / norm_squared.sqrt().max(1e-12);
-            for value in pooled.iter_mut() {
-                *value *= inverse_norm;
-            }
-        },
-    );
+        }
+        let mut norm_squared: f32 = squares.iter().sum();
+        for value in chunks.remainder() {
+            norm_squared += value * value;
+        }
+        // The same floor as torch.nn.functional.normalize, so that an
+        // all-zero vector stays zero instead of becoming NaN.
+        let inverse_norm = 1.0 / norm_squared.sqrt().max(1e-12);
+        for value in pooled.iter_mut() {
+            *value *= inverse_norm;
+        }
+    }
 }
 
 #[inline(always)]
@@ -233,8 +319,12 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     const LN2_HIGH: f32 = 0.693_359_4;
     const LN2_LOW: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5·2²³ rounds to the nearest integer in the
+    // float unit itself, which vectorises on every x86-64 CPU, unlike
+    // `f32::round`, a library call without SSE4.1.
+    const ROUNDING_SHIFTER: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2_E + 0.5).floor();
+    let n = (x * LOG2_E + ROUNDING_SHIFTER) - ROUNDING_SHIFTER;
     let r = x - n * LN2_HIGH - n * LN2_LOW;
     let polynomial =
         ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
