@@ -431,7 +431,7 @@ done
 # Measurement.
 
 # Results are kept one line per run in a TSV file:
-# phase round mode target offered_rps achieved_rps p50_us p99_us non2xx socket_errors server_cpu_pct wrk_cpu_pct load1
+# phase round mode target offered_rps achieved_rps p50_us p99_us non2xx socket_errors server_cpu_pct wrk_cpu_pct load1 server_cpu_us_per_request
 runs_file="$run_dir/runs.tsv"
 : >"$runs_file"
 failures=0
@@ -481,16 +481,20 @@ run_wrk() {
     log "failure: $note"
     [[ -n "$first_failure_note" ]] || first_failure_note="$note"
   fi
-  local server_cpu_pct wrk_cpu_pct
+  local server_cpu_pct wrk_cpu_pct server_cpu_us_per_request
   server_cpu_pct="$(awk -v d="$((cpu_ticks_after - cpu_ticks_before))" -v hz="$clock_ticks_per_second" -v s="$seconds" \
     'BEGIN { printf "%.0f", 100 * d / hz / s }')"
+  # CPU time per request is less sensitive than the rate to how much of the
+  # machine other work leaves to the benchmark.
+  server_cpu_us_per_request="$(awk -v d="$((cpu_ticks_after - cpu_ticks_before))" -v hz="$clock_ticks_per_second" -v n="$requests" \
+    'BEGIN { if (n > 0) printf "%.0f", 1e6 * d / hz / n }')"
   wrk_cpu_pct="$(awk -v a="$wrk_cpu_before" -v b="$wrk_cpu_after" -v s="$seconds" \
     'BEGIN { printf "%.0f", 100 * (b - a) / s }')"
   log "$phase round $round $mode $target: offered ${rate:-0} rps, achieved $rps rps, p50 ${p50_us} us, p99 ${p99_us} us, server cpu ${server_cpu_pct}%, wrk cpu ${wrk_cpu_pct}%"
   if [[ "$phase" != warmup ]]; then
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
       "$phase" "$round" "$mode" "$target" "$rate" "$rps" "$p50_us" "$p99_us" \
-      "$non2xx" "$socket_errors" "$server_cpu_pct" "$wrk_cpu_pct" "$load1" >>"$runs_file"
+      "$non2xx" "$socket_errors" "$server_cpu_pct" "$wrk_cpu_pct" "$load1" "$server_cpu_us_per_request" >>"$runs_file"
   fi
 }
 
@@ -560,8 +564,10 @@ judged() {
 }
 
 portcullis_commit="$(git -C "$repo_root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [[ -n "$(git -C "$repo_root" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
-  portcullis_commit+=" with uncommitted changes under crates/"
+changed_sources="$(git -C "$repo_root" status --porcelain -- crates Cargo.toml Cargo.lock 2>/dev/null |
+  awk '{ print $NF }' | paste -sd' ' -)" || changed_sources=""
+if [[ -n "$changed_sources" ]]; then
+  portcullis_commit+=" with uncommitted changes to $changed_sources"
 fi
 portcullis_crates="$( (cd "$repo_root" && cargo tree --offline -p portcullis -e normal --prefix none) 2>/dev/null |
   awk '/^portcullis/ { print $1 }' | sort -u | paste -sd' ' -)" || portcullis_crates="unknown"
@@ -592,19 +598,19 @@ litellm_line="not measured"
   echo "- nginx-proxy: the same nginx process, proxy_pass to an upstream block with keepalive 64."
   echo "- Portcullis: \`${portcullis_bin#"$repo_root"/}\` built from $portcullis_commit, \`serve --demo\` with its default config plus the \`bench\` models (provider openai) on the mock, called as alice. Workspace crates linked in: $portcullis_crates."
   echo "- LiteLLM: $litellm_line."
-  echo "- Server CPU is the summed CPU time of the target's processes during the run, in % of one core (200% = both cores); wrk CPU likewise for the load generator."
+  echo "- Server CPU is the summed CPU time of the target's processes during the run, in % of one core (200% = both cores); wrk CPU likewise for the load generator. CPU µs/request is the target's CPU time divided by the requests it answered (for direct and nginx-proxy this is the one nginx process; for Portcullis and LiteLLM it excludes the nginx mock behind them)."
   echo
   for mode in "${modes[@]}"; do
     echo "## ${mode^}"
     echo
-    echo "| target | peak RPS | server CPU at peak | wrk CPU at peak | offered RPS | achieved RPS | p50 ms | p99 ms |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| target | peak RPS | server CPU at peak | server CPU µs/request at peak | wrk CPU at peak | offered RPS | achieved RPS | p50 ms | p99 ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for target in direct nginx-proxy portcullis litellm; do
       if [[ "$target" == litellm && "$litellm_status" != measured ]]; then
-        echo "| litellm | $litellm_status | | | | | | |"
+        echo "| litellm | $litellm_status | | | | | | | |"
         continue
       fi
-      echo "| $target | $(median peak "$mode" "$target" 6) | $(median peak "$mode" "$target" 11)% | $(median peak "$mode" "$target" 12)% | ${fixed_rate[$mode]} | $(median fixed "$mode" "$target" 6) | $(ms "$(median fixed "$mode" "$target" 7)") | $(ms "$(median fixed "$mode" "$target" 8)") |"
+      echo "| $target | $(median peak "$mode" "$target" 6) | $(median peak "$mode" "$target" 11)% | $(median peak "$mode" "$target" 14) | $(median peak "$mode" "$target" 12)% | ${fixed_rate[$mode]} | $(median fixed "$mode" "$target" 6) | $(ms "$(median fixed "$mode" "$target" 7)") | $(ms "$(median fixed "$mode" "$target" 8)") |"
     done
     echo
   done
@@ -637,11 +643,11 @@ litellm_line="not measured"
   fi
   echo "## Every run"
   echo
-  echo "| phase | round | mode | target | offered RPS | achieved RPS | p50 ms | p99 ms | non-2xx | socket errors | server CPU | wrk CPU | load1 before |"
-  echo "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  while IFS=$'\t' read -r phase round mode target rate rps p50_us p99_us non2xx socket_errors server_cpu wrk_cpu load1; do
+  echo "| phase | round | mode | target | offered RPS | achieved RPS | p50 ms | p99 ms | non-2xx | socket errors | server CPU | server CPU µs/request | wrk CPU | load1 before |"
+  echo "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  while IFS=$'\t' read -r phase round mode target rate rps p50_us p99_us non2xx socket_errors server_cpu wrk_cpu load1 cpu_per_request; do
     [[ "$rate" == 0 ]] && rate="–"
-    echo "| $phase | $round | $mode | $target | $rate | $rps | $(ms "$p50_us") | $(ms "$p99_us") | $non2xx | $socket_errors | $server_cpu% | $wrk_cpu% | $load1 |"
+    echo "| $phase | $round | $mode | $target | $rate | $rps | $(ms "$p50_us") | $(ms "$p99_us") | $non2xx | $socket_errors | $server_cpu% | $cpu_per_request | $wrk_cpu% | $load1 |"
   done <"$runs_file"
 } >"$report_file"
 
