@@ -3,8 +3,10 @@
 //! address.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use cedar_policy::{Context, RestrictedExpression};
+use cedar_policy_core::ast::{Name, RestrictedExpr};
 use jiff::Timestamp;
 
 use crate::country::{CountryCode, CountryCodeError, SubdivisionCode};
@@ -119,37 +121,128 @@ impl RequestContext {
         self.country.is_some()
     }
 
-    /// The Cedar context record, in the schema's `RequestContext` shape.
-    pub(crate) fn to_cedar(&self) -> Result<Context, String> {
+    /// The Cedar context record, in the schema's `RequestContext` shape,
+    /// holding the attributes `needed` by the policies that will see it.
+    ///
+    /// An attribute no policy reads cannot change a decision, and building
+    /// the extension values (`time`, `client_ip`) is the costly part of a
+    /// context, so they are only built for policy sets that read them.
+    pub(crate) fn to_cedar(&self, needed: ContextNeeds) -> Result<Context, String> {
+        if needed == ContextNeeds::NONE {
+            return Ok(Context::empty());
+        }
         let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(5);
-        pairs.push((
-            "location_known".to_owned(),
-            RestrictedExpression::new_bool(self.location_known()),
-        ));
-        if let Some(country) = self.country {
+        if needed.location_known {
+            pairs.push((
+                "location_known".to_owned(),
+                RestrictedExpression::new_bool(self.location_known()),
+            ));
+        }
+        if needed.country
+            && let Some(country) = self.country
+        {
             pairs.push((
                 "country".to_owned(),
                 RestrictedExpression::new_string(country.as_str().to_owned()),
             ));
         }
-        if let Some(subdivision) = &self.subdivision {
+        if needed.subdivision
+            && let Some(subdivision) = &self.subdivision
+        {
             pairs.push((
                 "subdivision".to_owned(),
                 RestrictedExpression::new_string(subdivision.as_str().to_owned()),
             ));
         }
-        pairs.push((
-            "time".to_owned(),
-            RestrictedExpression::new_datetime(cedar_datetime(self.decision_time)),
-        ));
-        if let Some(client_ip) = self.client_ip {
+        if needed.time {
+            pairs.push((
+                "time".to_owned(),
+                extension_call(&DATETIME_CONSTRUCTOR, cedar_datetime(self.decision_time))?,
+            ));
+        }
+        if needed.client_ip
+            && let Some(client_ip) = self.client_ip
+        {
             pairs.push((
                 "client_ip".to_owned(),
-                RestrictedExpression::new_ip(client_ip.to_string()),
+                extension_call(&IP_CONSTRUCTOR, client_ip.to_string())?,
             ));
         }
         Context::from_pairs(pairs).map_err(|error| error.to_string())
     }
+}
+
+/// Which context attributes a set of policies reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ContextNeeds {
+    pub(crate) country: bool,
+    pub(crate) subdivision: bool,
+    pub(crate) location_known: bool,
+    pub(crate) time: bool,
+    pub(crate) client_ip: bool,
+}
+
+impl ContextNeeds {
+    pub(crate) const NONE: Self = Self {
+        country: false,
+        subdivision: false,
+        location_known: false,
+        time: false,
+        client_ip: false,
+    };
+
+    pub(crate) const ALL: Self = Self {
+        country: true,
+        subdivision: true,
+        location_known: true,
+        time: true,
+        client_ip: true,
+    };
+
+    /// Marks one attribute as read. A name the schema does not declare
+    /// cannot pass strict validation, so it is ignored.
+    pub(crate) fn read(&mut self, attribute: &str) {
+        match attribute {
+            "country" => self.country = true,
+            "subdivision" => self.subdivision = true,
+            "location_known" => self.location_known = true,
+            "time" => self.time = true,
+            "client_ip" => self.client_ip = true,
+            _ => {}
+        }
+    }
+
+    pub(crate) fn union(self, other: Self) -> Self {
+        Self {
+            country: self.country || other.country,
+            subdivision: self.subdivision || other.subdivision,
+            location_known: self.location_known || other.location_known,
+            time: self.time || other.time,
+            client_ip: self.client_ip || other.client_ip,
+        }
+    }
+}
+
+// `RestrictedExpression::new_datetime` and `new_ip` parse the constructor's
+// name with the full Cedar parser on every call, which costs about 5 us per
+// value, a quarter of the whole decision budget. The names are parsed once
+// here instead and the call is built from the parsed name; the result is the
+// same expression (see the test below).
+static DATETIME_CONSTRUCTOR: LazyLock<Option<Name>> =
+    LazyLock::new(|| Name::parse_unqualified_name("datetime").ok());
+static IP_CONSTRUCTOR: LazyLock<Option<Name>> =
+    LazyLock::new(|| Name::parse_unqualified_name("ip").ok());
+
+fn extension_call(
+    constructor: &Option<Name>,
+    argument: String,
+) -> Result<RestrictedExpression, String> {
+    let name = constructor
+        .clone()
+        .ok_or_else(|| "cedar extension constructor name does not parse".to_owned())?;
+    Ok(RestrictedExpression::from(
+        RestrictedExpr::call_extension_fn(name, [RestrictedExpr::val(argument)]),
+    ))
 }
 
 /// Formats an instant the way Cedar's `datetime` constructor accepts it:
@@ -220,13 +313,47 @@ mod tests {
     }
 
     #[test]
+    fn prebuilt_constructor_names_give_the_same_values_as_the_public_constructors() {
+        let fast = Context::from_pairs([
+            (
+                "time".to_owned(),
+                extension_call(&DATETIME_CONSTRUCTOR, "2026-11-20T22:21:00.123Z".into()).unwrap(),
+            ),
+            (
+                "client_ip".to_owned(),
+                extension_call(&IP_CONSTRUCTOR, "192.0.2.1".into()).unwrap(),
+            ),
+        ])
+        .unwrap();
+        let reference = Context::from_pairs([
+            (
+                "time".to_owned(),
+                RestrictedExpression::new_datetime("2026-11-20T22:21:00.123Z"),
+            ),
+            (
+                "client_ip".to_owned(),
+                RestrictedExpression::new_ip("192.0.2.1"),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(fast, reference);
+    }
+
+    #[test]
     fn cedar_context_builds_with_and_without_optional_fields() {
         let bare = RequestContext::at(now());
-        assert!(bare.to_cedar().is_ok());
+        assert!(bare.to_cedar(ContextNeeds::ALL).is_ok());
         let full = RequestContext::at(now())
             .with_location(Some("UA"), Some("UA-43"))
             .unwrap()
             .with_client_ip("2001:db8::1".parse().unwrap());
-        assert!(full.to_cedar().is_ok());
+        assert!(full.to_cedar(ContextNeeds::ALL).is_ok());
+        let some = ContextNeeds {
+            country: true,
+            ..ContextNeeds::NONE
+        };
+        let only_country = full.to_cedar(some).unwrap();
+        let keys: Vec<String> = only_country.into_iter().map(|(key, _)| key).collect();
+        assert_eq!(keys, ["country"]);
     }
 }

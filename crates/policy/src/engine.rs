@@ -20,21 +20,22 @@ use std::sync::Arc;
 
 use cedar_policy::{
     AuthorizationError, Authorizer, Decision as CedarDecision, Effect, Entities, Entity, EntityUid,
-    Request, Response,
+    PolicyId, PolicySet, Request, Response,
 };
 use jiff::Timestamp;
 use portcullis_domain::{Model, PrincipalAttributes};
 
 use crate::attributes::{AttributeError, validate_attributes};
-use crate::context::RequestContext;
+use crate::context::{ContextNeeds, RequestContext};
 use crate::embargo::EmbargoList;
 use crate::entities::{
-    ACTION_TYPE, MODEL_TYPE, PRINCIPAL_TYPE, destination_list_entity, model_entity,
-    model_family_entity, organization_entity, principal_entity, uid,
+    ACTION_TYPE, MODEL_FAMILY_TYPE, MODEL_TYPE, PRINCIPAL_TYPE, destination_list_entity,
+    model_entity, model_family_entity, organization_entity, principal_entity, uid,
 };
 use crate::orders::{Order, OrderError};
 use crate::policies::{CompiledPolicies, NO_PERMIT_REASON, RuleStatus};
 use crate::profile::{DefinitionProfile, ProfileError, ProfileRegistry, VerificationWindow};
+use crate::slices::{PolicySlice, ResourceTests};
 
 /// The Cedar actions a principal can take on a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,8 +184,40 @@ impl PrincipalEntry {
 struct ModelEntry {
     model: Model,
     uid: EntityUid,
+    family_uid: EntityUid,
     entity: Entity,
     family_entity: Entity,
+    /// The policies that can apply to this model, for `invoke` and for
+    /// `list_models`.
+    slices: [PolicySlice; 2],
+}
+
+/// What Cedar said across the slices evaluated for one request.
+#[derive(Debug, Default)]
+struct CedarOutcome {
+    satisfied_permits: Vec<PolicyId>,
+    satisfied_forbids: Vec<PolicyId>,
+    erroring: Vec<PolicyId>,
+}
+
+impl CedarOutcome {
+    /// Adds one slice's response. On a deny Cedar reports the satisfied
+    /// forbids (none when nothing permitted); on an allow, the satisfied
+    /// permits. A slice's permits are not needed when it has a forbid: the
+    /// request is denied either way.
+    fn absorb(&mut self, response: &Response) {
+        let diagnostics = response.diagnostics();
+        let reasons = diagnostics.reason().cloned();
+        if response.decision() == CedarDecision::Allow {
+            self.satisfied_permits.extend(reasons);
+        } else {
+            self.satisfied_forbids.extend(reasons);
+        }
+        for error in diagnostics.errors() {
+            let AuthorizationError::PolicyEvaluationError(error) = error;
+            self.erroring.push(error.policy_id().clone());
+        }
+    }
 }
 
 /// A compiled, immutable decision engine for one snapshot.
@@ -304,6 +337,7 @@ impl PolicyEngine {
                 return Err(EngineError::DuplicateModel(model.name));
             }
             let model_uid = uid(MODEL_TYPE, &model.name).map_err(entity_error)?;
+            let family_uid = uid(MODEL_FAMILY_TYPE, &model.family).map_err(entity_error)?;
             let family_entity = model_family_entity(&model.family).map_err(entity_error)?;
             families
                 .entry(model.family.clone())
@@ -315,12 +349,24 @@ impl PolicyEngine {
                 ModelEntry {
                     model,
                     uid: model_uid,
+                    family_uid,
                     entity,
                     family_entity,
+                    slices: [PolicySlice::default(), PolicySlice::default()],
                 },
             );
         }
         model_order.sort();
+        let action_uids = [
+            uid(ACTION_TYPE, Action::Invoke.as_str()).map_err(entity_error)?,
+            uid(ACTION_TYPE, Action::ListModels.as_str()).map_err(entity_error)?,
+        ];
+        let resource_tests = ResourceTests::new(policies.policy_set());
+        for entry in model_entries.values_mut() {
+            entry.slices =
+                slice_for_model(policies.policy_set(), &resource_tests, entry, &action_uids)
+                    .map_err(EngineError::Entities)?;
+        }
 
         let destination_list = destination_list_entity(&embargo).map_err(entity_error)?;
         let all_entities = principal_entities
@@ -332,11 +378,6 @@ impl PolicyEngine {
         let entities =
             Entities::from_entities(all_entities, Some(policies.schema().cedar_schema()))
                 .map_err(|error| EngineError::Entities(error.to_string()))?;
-
-        let action_uids = [
-            uid(ACTION_TYPE, Action::Invoke.as_str()).map_err(entity_error)?,
-            uid(ACTION_TYPE, Action::ListModels.as_str()).map_err(entity_error)?,
-        ];
 
         Ok(Self {
             policies,
@@ -360,13 +401,24 @@ impl PolicyEngine {
 
     /// The same snapshot under a different policy set, sharing the entity
     /// store. Used to preview a proposed set.
-    pub fn with_policies(&self, policies: CompiledPolicies) -> Self {
-        Self {
+    pub fn with_policies(&self, policies: CompiledPolicies) -> Result<Self, EngineError> {
+        let mut models = self.models.clone();
+        let resource_tests = ResourceTests::new(policies.policy_set());
+        for entry in models.values_mut() {
+            entry.slices = slice_for_model(
+                policies.policy_set(),
+                &resource_tests,
+                entry,
+                &self.action_uids,
+            )
+            .map_err(EngineError::Entities)?;
+        }
+        Ok(Self {
             policies,
             authorizer: Authorizer::new(),
             entities: Arc::clone(&self.entities),
             principals: self.principals.clone(),
-            models: self.models.clone(),
+            models,
             model_order: self.model_order.clone(),
             organizations: self.organizations.clone(),
             destination_list: self.destination_list.clone(),
@@ -378,7 +430,7 @@ impl PolicyEngine {
             embargo: self.embargo.clone(),
             rejected_principals: self.rejected_principals.clone(),
             built_at: self.built_at,
-        }
+        })
     }
 
     pub fn policies(&self) -> &CompiledPolicies {
@@ -458,9 +510,15 @@ impl PolicyEngine {
                     .get(id)
                     .ok_or_else(|| DecideError::UnknownPrincipal(id.to_owned()))?;
                 if entry.store_is_current_at(at) {
-                    let response =
-                        self.authorize(&entry.uid, model, action, context, &self.entities)?;
-                    Ok(self.conclude(&response, &entry.attributes, &model.model, at))
+                    let outcome = self.authorize(
+                        &entry.uid,
+                        &entry.attributes,
+                        model,
+                        action,
+                        context,
+                        &self.entities,
+                    )?;
+                    Ok(self.conclude(&outcome, &entry.attributes, &model.model, at))
                 } else {
                     self.decide_ad_hoc(&entry.attributes, model, action, context)
                 }
@@ -470,6 +528,73 @@ impl PolicyEngine {
                 self.decide_ad_hoc(&attributes, model, action, context)
             }
         }
+    }
+
+    /// Decides one request by evaluating the whole policy set instead of the
+    /// model's slices. It is the reference the sliced path must agree with,
+    /// for tests and for checking a policy set by hand; it is several times
+    /// slower and is not meant for the request path.
+    pub fn decide_unsliced(
+        &self,
+        principal_id: &str,
+        model_name: &str,
+        action: Action,
+        context: &RequestContext,
+    ) -> Result<Decision, DecideError> {
+        let model = self
+            .models
+            .get(model_name)
+            .ok_or_else(|| DecideError::UnknownModel(model_name.to_owned()))?;
+        let entry = self
+            .principals
+            .get(principal_id)
+            .ok_or_else(|| DecideError::UnknownPrincipal(principal_id.to_owned()))?;
+        let at = context.decision_time();
+        let action_uid = match action {
+            Action::Invoke => &self.action_uids[0],
+            Action::ListModels => &self.action_uids[1],
+        };
+        let facts = self.profile.evaluate(&entry.attributes, at);
+        let principal = principal_entity(
+            entry.uid.clone(),
+            &entry.attributes,
+            &facts,
+            self.profile.name(),
+        )
+        .map_err(DecideError::Request)?;
+        let mut entities = vec![
+            principal,
+            model.entity.clone(),
+            model.family_entity.clone(),
+            self.destination_list.clone(),
+        ];
+        if let Some(organization) = entry
+            .attributes
+            .organization
+            .as_ref()
+            .and_then(|organization| self.organizations.get(organization))
+        {
+            entities.push(organization.clone());
+        }
+        let store = Entities::from_entities(entities, Some(self.policies.schema().cedar_schema()))
+            .map_err(|error| DecideError::Request(error.to_string()))?;
+        let request = Request::new(
+            entry.uid.clone(),
+            action_uid.clone(),
+            model.uid.clone(),
+            context
+                .to_cedar(ContextNeeds::ALL)
+                .map_err(DecideError::Request)?,
+            None,
+        )
+        .map_err(|error| DecideError::Request(error.to_string()))?;
+        let mut outcome = CedarOutcome::default();
+        outcome.absorb(&self.authorizer.is_authorized(
+            &request,
+            self.policies.policy_set(),
+            &store,
+        ));
+        Ok(self.conclude(&outcome, &entry.attributes, &model.model, at))
     }
 
     /// The models the principal may invoke and list, sorted by name. A model
@@ -541,23 +666,27 @@ impl PolicyEngine {
         }
         let store = Entities::from_entities(entities, Some(self.policies.schema().cedar_schema()))
             .map_err(|error| DecideError::Request(error.to_string()))?;
-        let response = self.authorize(&principal_uid, model, action, context, &store)?;
-        Ok(self.conclude(&response, attributes, &model.model, at))
+        let outcome = self.authorize(&principal_uid, attributes, model, action, context, &store)?;
+        Ok(self.conclude(&outcome, attributes, &model.model, at))
     }
 
+    /// Runs Cedar over the slices that can apply to this request.
     fn authorize(
         &self,
         principal_uid: &EntityUid,
+        attributes: &PrincipalAttributes,
         model: &ModelEntry,
         action: Action,
         context: &RequestContext,
         entities: &Entities,
-    ) -> Result<Response, DecideError> {
-        let action_uid = match action {
-            Action::Invoke => &self.action_uids[0],
-            Action::ListModels => &self.action_uids[1],
+    ) -> Result<CedarOutcome, DecideError> {
+        let (action_uid, slice) = match action {
+            Action::Invoke => (&self.action_uids[0], &model.slices[0]),
+            Action::ListModels => (&self.action_uids[1], &model.slices[1]),
         };
-        let cedar_context = context.to_cedar().map_err(DecideError::Request)?;
+        let cedar_context = context
+            .to_cedar(slice.context_needs)
+            .map_err(DecideError::Request)?;
         // The schema is not passed: the context is built by this crate in the
         // schema's shape, and validating it again per request costs time.
         let request = Request::new(
@@ -568,15 +697,21 @@ impl PolicyEngine {
             None,
         )
         .map_err(|error| DecideError::Request(error.to_string()))?;
-        Ok(self
-            .authorizer
-            .is_authorized(&request, self.policies.policy_set(), entities))
+        let mut outcome = CedarOutcome::default();
+        for policy_set in slice.sets_for(&attributes.id, attributes.organization.as_deref()) {
+            outcome.absorb(
+                &self
+                    .authorizer
+                    .is_authorized(&request, policy_set, entities),
+            );
+        }
+        Ok(outcome)
     }
 
     /// Turns Cedar's answer and the orders in force into a decision.
     fn conclude(
         &self,
-        response: &Response,
+        outcome: &CedarOutcome,
         attributes: &PrincipalAttributes,
         model: &Model,
         at: Timestamp,
@@ -585,11 +720,8 @@ impl PolicyEngine {
         let mut legal: Vec<String> = Vec::new();
         let mut ordinary: Vec<String> = Vec::new();
         let mut permits: Vec<String> = Vec::new();
-        let diagnostics = response.diagnostics();
-        let cedar_allowed = response.decision() == CedarDecision::Allow;
-        for policy_id in diagnostics.reason() {
+        for policy_id in &outcome.satisfied_forbids {
             match self.policies.rule(policy_id) {
-                Some(rule) if cedar_allowed => permits.push(rule.id.clone()),
                 Some(rule) => match rule.status {
                     RuleStatus::Legal => legal.push(rule.id.clone()),
                     RuleStatus::Ordinary => ordinary.push(rule.id.clone()),
@@ -601,9 +733,8 @@ impl PolicyEngine {
         }
         // Cedar skips a policy whose evaluation errors. For a forbid that
         // would fail open, so an erroring forbid denies as if it had matched.
-        for error in diagnostics.errors() {
-            let AuthorizationError::PolicyEvaluationError(error) = error;
-            if let Some(rule) = self.policies.rule(error.policy_id())
+        for policy_id in &outcome.erroring {
+            if let Some(rule) = self.policies.rule(policy_id)
                 && rule.effect == Effect::Forbid
             {
                 match rule.status {
@@ -612,6 +743,14 @@ impl PolicyEngine {
                 }
             }
         }
+        for policy_id in &outcome.satisfied_permits {
+            permits.push(
+                self.policies
+                    .rule(policy_id)
+                    .map_or_else(|| policy_id.to_string(), |rule| rule.id.clone()),
+            );
+        }
+        let cedar_allowed = !permits.is_empty();
         for order in &self.orders {
             if order.denies(attributes, model, &self.profiles, at) {
                 order_references.push(order.reference.clone());
@@ -658,4 +797,29 @@ impl PolicyEngine {
             profile,
         }
     }
+}
+
+/// Slices `policies` for one model, for `invoke` and `list_models`.
+fn slice_for_model(
+    policies: &PolicySet,
+    resource_tests: &ResourceTests,
+    model: &ModelEntry,
+    action_uids: &[EntityUid; 2],
+) -> Result<[PolicySlice; 2], String> {
+    let slice = |action_uid: &EntityUid| {
+        let inapplicable = resource_tests.inapplicable_to(
+            &model.uid,
+            &model.entity,
+            &model.family_entity,
+            action_uid,
+        );
+        PolicySlice::new(
+            policies,
+            &model.uid,
+            &model.family_uid,
+            action_uid,
+            &inapplicable,
+        )
+    };
+    Ok([slice(&action_uids[0])?, slice(&action_uids[1])?])
 }

@@ -3,7 +3,8 @@
 //! definition profiles (what "US person" means under `ear`, `citizens_only`,
 //! `itar` or a custom profile), the Cedar schema and default policy pack,
 //! a pure policy compiler, the per-snapshot [`PolicyEngine`] that decides
-//! requests with 200/403/451 and the deciding rule ids, and order matching.
+//! requests with 200/403/451 and the deciding rule ids, order matching, and
+//! the compliance tools behind `policy eval`, `who-can` and `diff`.
 //!
 //! This crate knows nothing about HTTP, SQL or JWTs. It reads principals'
 //! verified attributes as given and consumes, but never computes, their
@@ -18,6 +19,8 @@ mod entities;
 mod orders;
 mod policies;
 mod profile;
+mod slices;
+mod tools;
 
 pub use attributes::{AssuranceLevel, AttributeError, AttributeProblem, validate_attributes};
 pub use context::{LocationError, RequestContext};
@@ -41,4 +44,8 @@ pub use policies::{
 pub use profile::{
     BUILT_IN_PROFILES, CountryAttribution, CustomProfileConfig, DefinitionProfile, ProfileError,
     ProfileFacts, ProfileRegistry, VerificationWindow,
+};
+pub use tools::{
+    AccessChange, CaseError, DecisionSummary, EvalError, EvalOutput, EvalSummary,
+    PrincipalDecision, WhoCanReport, diff_policies, evaluate_case_line, run_eval, who_can,
 };

@@ -1,5 +1,7 @@
-//! Property: adding a `forbid` policy never grows the set of allowed
-//! (principal, model, context) triples, whatever permits are in force.
+//! Properties over random policy sets: adding a `forbid` policy never grows
+//! the set of allowed (principal, model, context) triples, whatever permits
+//! are in force; and the engine's sliced evaluation decides exactly as
+//! evaluating the whole set does.
 
 // Helpers outside `#[test]` functions unwrap too: in a test, a failed
 // unwrap is a failed test with its message, which is what we want.
@@ -27,6 +29,10 @@ fn atom() -> impl Strategy<Value = String> {
         Just("principal.employee".to_owned()),
         Just("principal.active".to_owned()),
         Just("context.location_known".to_owned()),
+        Just(
+            "(context has client_ip && context.client_ip.isInRange(ip(\"10.0.0.0/8\")))".to_owned()
+        ),
+        Just("(context has subdivision && context.subdivision == \"UA-43\")".to_owned()),
         Just("(principal has organization && principal.organization.is_operator)".to_owned()),
         Just(
             "(principal has residence_country && principal.residence_country == \"US\")".to_owned()
@@ -43,7 +49,30 @@ fn atom() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A condition, sometimes led by resource-only tests so that per-model
+/// pruning is exercised.
 fn condition() -> impl Strategy<Value = String> {
+    prop_oneof![
+        inner_condition(),
+        (resource_atom(), inner_condition()).prop_map(|(r, c)| format!("{r} && {c}")),
+        (resource_atom(), resource_atom(), inner_condition())
+            .prop_map(|(r, s, c)| format!("{r} && {s} && ({c})")),
+    ]
+}
+
+fn resource_atom() -> impl Strategy<Value = String> {
+    prop_oneof![
+        select(&TAGS[..]).prop_map(|t| format!("resource.tags.contains(\"{t}\")")),
+        select(&TAGS[..]).prop_map(|t| format!("!resource.tags.contains(\"{t}\")")),
+        select(&STATES[..]).prop_map(|s| format!("resource.state == \"{s}\"")),
+        Just(
+            "(resource has safeguard_profile && resource.safeguard_profile == \"cyber\")"
+                .to_owned()
+        ),
+    ]
+}
+
+fn inner_condition() -> impl Strategy<Value = String> {
     atom().prop_recursive(3, 12, 2, |inner| {
         prop_oneof![
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} && {b})")),
@@ -67,12 +96,25 @@ fn scope() -> impl Strategy<Value = String> {
 }
 
 fn policy(effect: &str, id: String, status: &str, scope: &str, condition: &str) -> String {
-    format!("@id(\"{id}\")\n@status(\"{status}\")\n{effect} ({scope})\nwhen {{ {condition} }};\n")
+    clause_policy(effect, id, status, scope, "when", condition)
 }
 
-fn allowed_set(engine: &PolicyEngine) -> BTreeSet<(String, String, usize)> {
+fn clause_policy(
+    effect: &str,
+    id: String,
+    status: &str,
+    scope: &str,
+    clause: &str,
+    condition: &str,
+) -> String {
+    format!(
+        "@id(\"{id}\")\n@status(\"{status}\")\n{effect} ({scope})\n{clause} {{ {condition} }};\n"
+    )
+}
+
+fn contexts() -> [RequestContext; 4] {
     let now = common::demo_now();
-    let contexts = [
+    [
         RequestContext::at(now)
             .with_location(Some("US"), None)
             .unwrap(),
@@ -82,8 +124,13 @@ fn allowed_set(engine: &PolicyEngine) -> BTreeSet<(String, String, usize)> {
             .unwrap(),
         RequestContext::at(now)
             .with_location(Some("UA"), Some("UA-43"))
-            .unwrap(),
-    ];
+            .unwrap()
+            .with_client_ip("10.1.2.3".parse().unwrap()),
+    ]
+}
+
+fn allowed_set(engine: &PolicyEngine) -> BTreeSet<(String, String, usize)> {
+    let contexts = contexts();
     let mut allowed = BTreeSet::new();
     for principal in engine.principal_ids() {
         for model in engine.models() {
@@ -138,4 +185,46 @@ proptest! {
         let grown: Vec<_> = after.difference(&before).collect();
         prop_assert!(grown.is_empty(), "forbid {:?} allowed {:?}", forbid, grown);
     }
+
+    #[test]
+    fn slices_decide_exactly_as_the_whole_set(
+        policies in prop::collection::vec(
+            (
+                scope(),
+                condition(),
+                select(vec!["permit", "forbid"]),
+                select(vec!["legal", "ordinary"]),
+                select(vec!["when", "unless"]),
+            ),
+            1..6,
+        ),
+    ) {
+        let texts: Vec<String> = policies
+            .iter()
+            .enumerate()
+            .map(|(index, (scope, condition, effect, status, clause))| {
+                clause_policy(effect, format!("random_{index}"), status, scope, clause, condition)
+            })
+            .collect();
+        let engine = engine_with(&texts).unwrap();
+        for (principal, model, context) in requests(&engine) {
+            for action in [Action::Invoke, Action::ListModels] {
+                let sliced = engine.decide(PrincipalRef::Id(&principal), &model, action, &context).unwrap();
+                let whole = engine.decide_unsliced(&principal, &model, action, &context).unwrap();
+                prop_assert_eq!(&sliced, &whole, "{} {} {:?} {:?}", principal, model, action, texts);
+            }
+        }
+    }
+}
+
+fn requests(engine: &PolicyEngine) -> Vec<(String, String, RequestContext)> {
+    let mut requests = Vec::new();
+    for principal in engine.principal_ids() {
+        for model in engine.models() {
+            for context in contexts() {
+                requests.push((principal.to_owned(), model.name.clone(), context));
+            }
+        }
+    }
+    requests
 }
