@@ -2,15 +2,21 @@
 //! files and the training report.
 //!
 //! ```sh
-//! cargo run --release -p portcullis-safeguards --example train -- [--corpus DIR] [--out DIR] [--no-studies]
+//! cargo run --release -p portcullis-safeguards --example train -- \
+//!     [--corpus DIR] [--out DIR] [--no-studies] [--embedding-model DIR] [--no-stage2] [--stage2-rows N] [--l2 X] [--epochs N]
 //! ```
 //!
 //! The corpus defaults to the shared data's `safeguards/` folder, found as
-//! the tests find it; the output defaults to `crates/safeguards/model`.
+//! the tests find it; the output defaults to `crates/safeguards/model`. The
+//! stage-2 head is trained when the embedding model is found (the same
+//! lookup order as the gateway's), unless `--no-stage2` is given.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use portcullis_safeguards::MiniLmEmbedder;
 use portcullis_safeguards::dataset::locate_shared_data;
 use portcullis_safeguards::train::{TrainConfig, train, write_model_dir};
 
@@ -19,6 +25,11 @@ fn main() -> ExitCode {
     let mut corpus_dir = locate_shared_data(&manifest_dir).map(|data| data.join("safeguards"));
     let mut out_dir = manifest_dir.join("model");
     let mut studies = true;
+    let mut stage2 = true;
+    let mut stage2_rows: Option<usize> = None;
+    let mut l2: Option<f32> = None;
+    let mut epochs: Option<usize> = None;
+    let mut embedding_model: Option<PathBuf> = None;
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
@@ -29,6 +40,11 @@ fn main() -> ExitCode {
                 }
             }
             "--no-studies" => studies = false,
+            "--no-stage2" => stage2 = false,
+            "--l2" => l2 = arguments.next().and_then(|n| n.parse().ok()),
+            "--epochs" => epochs = arguments.next().and_then(|n| n.parse().ok()),
+            "--stage2-rows" => stage2_rows = arguments.next().and_then(|n| n.parse().ok()),
+            "--embedding-model" => embedding_model = arguments.next().map(PathBuf::from),
             other => {
                 eprintln!("unknown argument `{other}`");
                 return ExitCode::FAILURE;
@@ -41,6 +57,24 @@ fn main() -> ExitCode {
     };
     let mut config = TrainConfig::new(corpus_dir);
     config.generalisation_studies = studies;
+    if let Some(l2) = l2 {
+        config.linear.l2 = l2;
+    }
+    if let Some(epochs) = epochs {
+        config.linear.epochs = epochs;
+    }
+    if let Some(rows) = stage2_rows {
+        config.stage2_max_rows = rows;
+    }
+    if stage2 {
+        match MiniLmEmbedder::locate_and_load(embedding_model.as_deref()) {
+            Ok(embedder) => config.embedder = Some(Arc::new(embedder)),
+            Err(error) => {
+                eprintln!("stage 2 not trained: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let outcome = match train(&config, &mut |line| eprintln!("{line}")) {
         Ok(outcome) => outcome,
         Err(error) => {

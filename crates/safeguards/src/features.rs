@@ -29,57 +29,90 @@ fn hashed(hash: u64, mask: u64) -> HashedFeature {
     }
 }
 
+/// Reusable buffers for feature extraction, so that scoring allocates
+/// nothing after warm-up.
+#[derive(Debug, Default, Clone)]
+pub struct FeatureScratch {
+    /// The lowercased word stream.
+    pub stream: Vec<u8>,
+    /// For each stream byte, the byte offset in the input it came from.
+    pub origins: Vec<u32>,
+    /// Per stream position: summed signed weights and feature counts.
+    pub weight_at: Vec<i64>,
+    pub count_at: Vec<u32>,
+}
+
 /// Lowercases `text` and collapses every run of non-alphanumeric characters
-/// into one space, with a space at both ends, into `buffer`.
-fn fill_word_stream(text: &str, buffer: &mut Vec<u8>) {
+/// into one space, with a space at both ends, into `scratch.stream`, and
+/// records where each stream byte came from.
+fn fill_word_stream(text: &str, scratch: &mut FeatureScratch) {
+    let buffer = &mut scratch.stream;
+    let origins = &mut scratch.origins;
     buffer.clear();
+    origins.clear();
     buffer.reserve(text.len() + 2);
+    origins.reserve(text.len() + 2);
     buffer.push(b' ');
+    origins.push(0);
     let mut utf8 = [0u8; 4];
-    for character in text.chars() {
+    for (offset, character) in text.char_indices() {
+        let origin = offset as u32;
         if character.is_ascii_alphanumeric() {
             buffer.push(character.to_ascii_lowercase() as u8);
+            origins.push(origin);
         } else if character.is_alphanumeric() {
             for lower in character.to_lowercase() {
-                buffer.extend_from_slice(lower.encode_utf8(&mut utf8).as_bytes());
+                for byte in lower.encode_utf8(&mut utf8).as_bytes() {
+                    buffer.push(*byte);
+                    origins.push(origin);
+                }
             }
         } else if buffer.last() != Some(&b' ') {
             buffer.push(b' ');
+            origins.push(origin);
         }
     }
     if buffer.last() != Some(&b' ') {
         buffer.push(b' ');
+        origins.push(text.len() as u32);
     }
 }
 
-/// Calls `sink` once per feature occurrence in `text` and returns how many
-/// occurrences there were. Features are deterministic and platform-independent.
+/// Calls `sink` once per feature occurrence in `text`, with the stream
+/// position where the feature starts, and returns how many occurrences
+/// there were. Features are deterministic and platform-independent.
 pub fn for_each_feature(
     text: &str,
     hash_bits: u8,
-    buffer: &mut Vec<u8>,
-    mut sink: impl FnMut(HashedFeature),
+    scratch: &mut FeatureScratch,
+    mut sink: impl FnMut(HashedFeature, usize),
 ) -> usize {
     let mask = (1u64 << hash_bits) - 1;
-    fill_word_stream(text, buffer);
-    let stream = buffer.as_slice();
+    fill_word_stream(text, scratch);
+    let stream = scratch.stream.as_slice();
     let mut count = 0usize;
-    let mut previous_word: Option<u64> = None;
-    for word in stream
-        .split(|byte| *byte == b' ')
-        .filter(|word| !word.is_empty())
-    {
+    let mut previous_word: Option<(u64, usize)> = None;
+    let mut word_start = 0usize;
+    for word in stream.split(|byte| *byte == b' ') {
+        let start = word_start;
+        word_start += word.len() + 1;
+        if word.is_empty() {
+            continue;
+        }
         let word_hash = stable_hash(WORD_SEED, word);
-        sink(hashed(word_hash, mask));
+        sink(hashed(word_hash, mask), start);
         count += 1;
-        if let Some(previous) = previous_word {
-            sink(hashed(
-                mix64(previous.rotate_left(17) ^ word_hash ^ BIGRAM_SEED),
-                mask,
-            ));
+        if let Some((previous, previous_start)) = previous_word {
+            sink(
+                hashed(
+                    mix64(previous.rotate_left(17) ^ word_hash ^ BIGRAM_SEED),
+                    mask,
+                ),
+                previous_start,
+            );
             count += 1;
         }
-        previous_word = Some(word_hash);
+        previous_word = Some((word_hash, start));
     }
     for start in 0..stream.len() {
         let mut hash = 0xCBF2_9CE4_8422_2325u64;
@@ -90,10 +123,10 @@ pub fn for_each_feature(
             hash ^= u64::from(*byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01B3);
             if length >= CHAR_GRAM_MIN {
-                sink(hashed(
-                    mix64(hash ^ CHAR_SEEDS[length - CHAR_GRAM_MIN]),
-                    mask,
-                ));
+                sink(
+                    hashed(mix64(hash ^ CHAR_SEEDS[length - CHAR_GRAM_MIN]), mask),
+                    start,
+                );
                 count += 1;
             }
         }
@@ -104,9 +137,11 @@ pub fn for_each_feature(
 /// The features of `text` merged by index, each scaled so that the vector
 /// matches what [`crate::stage1::HashedLinearModel`] computes at inference.
 pub fn sparse_features(text: &str, hash_bits: u8) -> Vec<(u32, f32)> {
-    let mut buffer = Vec::new();
+    let mut scratch = FeatureScratch::default();
     let mut raw: Vec<HashedFeature> = Vec::new();
-    let count = for_each_feature(text, hash_bits, &mut buffer, |feature| raw.push(feature));
+    let count = for_each_feature(text, hash_bits, &mut scratch, |feature, _| {
+        raw.push(feature)
+    });
     if count == 0 {
         return Vec::new();
     }
@@ -137,10 +172,10 @@ mod tests {
 
     #[test]
     fn features_count_words_bigrams_and_char_grams() {
-        let mut buffer = Vec::new();
+        let mut scratch = FeatureScratch::default();
         // " ab cd " is 7 bytes: 5 trigrams, 4 four-grams, 3 five-grams, plus
         // two words and one bigram.
-        let count = for_each_feature("ab cd", 18, &mut buffer, |_| {});
+        let count = for_each_feature("ab cd", 18, &mut scratch, |_, _| {});
         assert_eq!(count, 5 + 4 + 3 + 2 + 1);
     }
 

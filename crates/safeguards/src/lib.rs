@@ -39,4 +39,4 @@ pub use output_guard::{GuardStep, OutputBlock, OutputGuard, SafeguardScreen, Tex
 pub use profile::{
     JudgeConfig, JudgeFailureMode, OutputGuardSettings, ProfileAction, SafeguardProfile, Thresholds,
 };
-pub use stage2::{EmbeddingHead, SentenceEmbedder, Stage2};
+pub use stage2::{EmbeddingHead, MiniLmEmbedder, SentenceEmbedder, Stage2};

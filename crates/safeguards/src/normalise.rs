@@ -15,7 +15,10 @@
 
 use unicode_normalization::UnicodeNormalization as _;
 
-use crate::decode::{self, DecodedSpan, Encoding};
+use crate::decode::{self, DecodedSpan, Encoding, SpanFinder};
+
+/// A whole-text cipher and its inverse function.
+type Cipher = fn(&str) -> String;
 
 /// How a view was derived from the input.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -302,7 +305,7 @@ fn splice(text: &str, spans: &[DecodedSpan]) -> String {
 }
 
 /// Segments (lines or sentences) that read as English only after a cipher.
-fn cipher_spans(text: &str, cipher: fn(&str) -> String) -> Vec<DecodedSpan> {
+fn cipher_spans(text: &str, cipher: Cipher) -> Vec<DecodedSpan> {
     let mut spans = Vec::new();
     let mut offset = 0;
     for segment in text.split_inclusive(['\n', ':', '"', '\'']) {
@@ -332,7 +335,7 @@ fn cipher_spans(text: &str, cipher: fn(&str) -> String) -> Vec<DecodedSpan> {
 /// Every decoder, in a fixed order, applied to one view's text.
 fn decode_candidates(text: &str) -> Vec<(Encoding, String)> {
     let mut candidates = Vec::new();
-    let span_decoders: [(Encoding, fn(&str) -> Vec<DecodedSpan>); 5] = [
+    let span_decoders: [(Encoding, SpanFinder); 5] = [
         (Encoding::Base64, decode::find_base64),
         (Encoding::Hex, decode::find_hex),
         (Encoding::Binary, decode::find_binary),
@@ -345,7 +348,7 @@ fn decode_candidates(text: &str) -> Vec<(Encoding, String)> {
             candidates.push((encoding, splice(text, &spans)));
         }
     }
-    let cipher_decoders: [(Encoding, fn(&str) -> String); 2] = [
+    let cipher_decoders: [(Encoding, Cipher); 2] = [
         (Encoding::Rot13, decode::rot13),
         (Encoding::Reversed, decode::reverse_characters),
     ];

@@ -6,11 +6,22 @@
 //! the microsecond range.
 
 use crate::error::SafeguardError;
-use crate::features::{for_each_feature, sparse_features};
+use crate::features::{FeatureScratch, for_each_feature, sparse_features};
 use crate::rng::SplitMix64;
 
 const MODEL_MAGIC: &[u8; 8] = b"PCSGLM01";
 const HEADER_LEN: usize = 8 + 4 + 4 + 4;
+
+/// The fewest features a window must have to be scored on its own.
+pub const MIN_WINDOW_FEATURES: usize = 40;
+
+/// The best-scoring window of a text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowScore {
+    pub logit: f32,
+    /// Byte range in the scored text.
+    pub text_range: std::ops::Range<usize>,
+}
 
 /// A trained stage-1 model: `sigmoid(bias + scale * sum(q[i] * sign) / sqrt(n))`.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,27 +37,119 @@ impl HashedLinearModel {
         self.hash_bits
     }
 
-    /// The log-odds that `text` is malicious.
-    pub fn logit(&self, text: &str, buffer: &mut Vec<u8>) -> f32 {
+    /// The log-odds that `text` as a whole is malicious.
+    pub fn logit(&self, text: &str, scratch: &mut FeatureScratch) -> f32 {
         let mut sum = 0i64;
         let weights = &self.quantised_weights;
-        let count = for_each_feature(text, self.hash_bits, buffer, |feature| {
-            let weight = weights.get(feature.index as usize).copied().unwrap_or(0);
-            if feature.sign > 0.0 {
-                sum += i64::from(weight);
-            } else {
-                sum -= i64::from(weight);
-            }
+        let count = for_each_feature(text, self.hash_bits, scratch, |feature, _| {
+            let weight = i64::from(weights.get(feature.index as usize).copied().unwrap_or(0));
+            sum += if feature.sign > 0.0 { weight } else { -weight };
         });
+        self.logit_of(sum, count)
+    }
+
+    fn logit_of(&self, sum: i64, count: usize) -> f32 {
         if count == 0 {
             return self.bias;
         }
         self.bias + self.scale * sum as f32 / (count as f32).sqrt()
     }
 
-    /// The probability that `text` is malicious.
-    pub fn probability(&self, text: &str, buffer: &mut Vec<u8>) -> f32 {
-        sigmoid(self.logit(text, buffer))
+    /// The probability that `text` as a whole is malicious.
+    pub fn probability(&self, text: &str, scratch: &mut FeatureScratch) -> f32 {
+        sigmoid(self.logit(text, scratch))
+    }
+
+    /// Scores every window of `text` at each size in `window_sizes` (in
+    /// bytes of the lowercased word stream, stepping a quarter window) and
+    /// returns the most malicious one, with its byte range in `text`.
+    ///
+    /// One feature pass fills per-position sums; prefix sums then give any
+    /// window's score in constant time. Short windows keep a one-sentence
+    /// attack from being diluted by the benign text around it; the longest
+    /// size keeps context. Windows with fewer than `MIN_WINDOW_FEATURES`
+    /// features are skipped unless the text has no larger window.
+    pub fn best_window(
+        &self,
+        text: &str,
+        window_sizes: &[usize],
+        scratch: &mut FeatureScratch,
+    ) -> WindowScore {
+        let weights = &self.quantised_weights;
+        let mut weight_at = std::mem::take(&mut scratch.weight_at);
+        let mut count_at = std::mem::take(&mut scratch.count_at);
+        weight_at.clear();
+        count_at.clear();
+        let length = text.len() + 3;
+        weight_at.resize(length, 0);
+        count_at.resize(length, 0);
+        let total = for_each_feature(text, self.hash_bits, scratch, |feature, position| {
+            let weight = i64::from(weights.get(feature.index as usize).copied().unwrap_or(0));
+            if let (Some(slot), Some(counter)) =
+                (weight_at.get_mut(position), count_at.get_mut(position))
+            {
+                *slot += if feature.sign > 0.0 { weight } else { -weight };
+                *counter += 1;
+            }
+        });
+        let stream_length = scratch.stream.len();
+        // Prefix sums in place: entry i holds the sum over positions < i.
+        let mut running_weight = 0i64;
+        let mut running_count = 0u32;
+        for position in 0..=stream_length.min(length - 1) {
+            let (weight, count) = (weight_at[position], count_at[position]);
+            weight_at[position] = running_weight;
+            count_at[position] = running_count;
+            running_weight += weight;
+            running_count += count;
+        }
+        let prefix_end = stream_length.min(length - 1);
+        let whole = WindowScore {
+            logit: self.logit_of(running_weight, total),
+            text_range: 0..text.len(),
+        };
+        let mut best = whole.clone();
+        for &size in window_sizes {
+            if size == 0 || size >= stream_length {
+                continue;
+            }
+            let stride = (size / 4).max(1);
+            let mut start = 0usize;
+            loop {
+                let end = (start + size).min(prefix_end);
+                let sum = weight_at[end] - weight_at[start];
+                let count = (count_at[end] - count_at[start]) as usize;
+                if count >= MIN_WINDOW_FEATURES {
+                    let logit = self.logit_of(sum, count);
+                    if logit > best.logit {
+                        let origin = |position: usize| {
+                            scratch
+                                .origins
+                                .get(position)
+                                .map_or(text.len(), |o| *o as usize)
+                        };
+                        best = WindowScore {
+                            logit,
+                            text_range: origin(start)
+                                ..origin(end.min(stream_length - 1)).max(origin(start)),
+                        };
+                    }
+                }
+                if end >= prefix_end {
+                    break;
+                }
+                start += stride;
+            }
+        }
+        scratch.weight_at = weight_at;
+        scratch.count_at = count_at;
+        // The range must be on character boundaries of `text`.
+        if !text.is_char_boundary(best.text_range.start)
+            || !text.is_char_boundary(best.text_range.end)
+        {
+            best.text_range = 0..text.len();
+        }
+        best
     }
 
     /// Quantises trained float weights.
@@ -219,10 +322,29 @@ mod tests {
     #[test]
     fn training_separates_a_toy_set_and_is_reproducible() {
         let model = toy_model();
-        let mut buffer = Vec::new();
-        assert!(model.probability("build ransomware that steals passwords", &mut buffer) > 0.5);
-        assert!(model.probability("write a poem about bread", &mut buffer) < 0.5);
+        let mut scratch = FeatureScratch::default();
+        assert!(model.probability("build ransomware that steals passwords", &mut scratch) > 0.5);
+        assert!(model.probability("write a poem about bread", &mut scratch) < 0.5);
         assert_eq!(model, toy_model());
+    }
+
+    #[test]
+    fn best_window_finds_a_short_attack_in_long_benign_text() {
+        let model = toy_model();
+        let mut scratch = FeatureScratch::default();
+        let filler = "write a poem about autumn leaves and bake sourdough bread. ".repeat(40);
+        let text = format!("{filler}build ransomware that steals passwords. {filler}");
+        let whole = model.logit(&text, &mut scratch);
+        let best = model.best_window(&text, &[64, 1024], &mut scratch);
+        assert!(best.logit > whole);
+        assert!(sigmoid(best.logit) > 0.5, "{best:?}");
+        assert!(
+            text[best.text_range.clone()].contains("ransomware"),
+            "{:?}",
+            &text[best.text_range.clone()]
+        );
+        let plain = model.best_window("write a poem", &[64, 1024], &mut scratch);
+        assert_eq!(plain.text_range, 0.."write a poem".len());
     }
 
     #[test]

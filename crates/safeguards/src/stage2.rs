@@ -13,13 +13,57 @@ use crate::stage1::sigmoid;
 
 const HEAD_MAGIC: &[u8; 8] = b"PCSGEH01";
 
-/// Produces one L2-normalised embedding per text.
+/// Produces L2-normalised sentence embeddings.
 pub trait SentenceEmbedder: Send + Sync {
-    fn embed(&self, text: &str) -> Result<Vec<f32>, SafeguardError>;
+    /// One embedding per model window of `text`, covering all of it, so that
+    /// nothing past the model's sequence limit is ignored. Never empty for a
+    /// successful call.
+    fn embed_windows(&self, text: &str) -> Result<Vec<Vec<f32>>, SafeguardError>;
+}
 
-    /// Embeds several texts; engines that batch efficiently override this.
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, SafeguardError> {
-        texts.iter().map(|text| self.embed(text)).collect()
+/// The all-MiniLM-L6-v2 engine of `portcullis-embed` as a stage-2 embedder.
+pub struct MiniLmEmbedder {
+    embedder: portcullis_embed::Embedder,
+}
+
+impl MiniLmEmbedder {
+    /// Finds the model files in the contract's lookup order (`explicit`
+    /// first, then `PORTCULLIS_EMBEDDING_MODEL_DIR`, then the installed
+    /// package) and loads them.
+    pub fn locate_and_load(explicit: Option<&std::path::Path>) -> Result<Self, SafeguardError> {
+        let directory = portcullis_embed::locate_model_dir(explicit).map_err(|error| {
+            SafeguardError::Embedding {
+                reason: error.to_string(),
+            }
+        })?;
+        let embedder = portcullis_embed::Embedder::load(&directory).map_err(|error| {
+            SafeguardError::Embedding {
+                reason: error.to_string(),
+            }
+        })?;
+        Ok(Self { embedder })
+    }
+}
+
+impl SentenceEmbedder for MiniLmEmbedder {
+    fn embed_windows(&self, text: &str) -> Result<Vec<Vec<f32>>, SafeguardError> {
+        let chunks =
+            self.embedder
+                .embed_chunked(text)
+                .map_err(|error| SafeguardError::Embedding {
+                    reason: error.to_string(),
+                })?;
+        if chunks.is_empty() {
+            // An empty text has no windows; embed it as the model does.
+            let single = self
+                .embedder
+                .embed(text)
+                .map_err(|error| SafeguardError::Embedding {
+                    reason: error.to_string(),
+                })?;
+            return Ok(vec![single]);
+        }
+        Ok(chunks.into_iter().map(|chunk| chunk.embedding).collect())
     }
 }
 
@@ -153,18 +197,25 @@ impl Stage2 {
         Self { embedder, head }
     }
 
+    /// The highest head probability over the model windows of `text`.
     pub fn probability(&self, text: &str) -> Result<f32, SafeguardError> {
-        let embedding = self.embedder.embed(text)?;
-        if embedding.len() != self.head.dimension() {
-            return Err(SafeguardError::Embedding {
-                reason: format!(
-                    "embedding has {} dimensions, the head expects {}",
-                    embedding.len(),
-                    self.head.dimension()
-                ),
-            });
+        let mut best: Option<f32> = None;
+        for embedding in self.embedder.embed_windows(text)? {
+            if embedding.len() != self.head.dimension() {
+                return Err(SafeguardError::Embedding {
+                    reason: format!(
+                        "embedding has {} dimensions, the head expects {}",
+                        embedding.len(),
+                        self.head.dimension()
+                    ),
+                });
+            }
+            let probability = self.head.probability(&embedding);
+            best = Some(best.map_or(probability, |current| current.max(probability)));
         }
-        Ok(self.head.probability(&embedding))
+        best.ok_or_else(|| SafeguardError::Embedding {
+            reason: "the embedder returned no window".to_owned(),
+        })
     }
 }
 

@@ -205,36 +205,39 @@ fn train_stage1(
 
 /// Whether a train row belongs to the calibration eighth.
 fn is_calibration(row: &LabeledRow) -> bool {
-    stable_hash(0xCA11_B8A7, row.split_key.as_bytes()) % 8 == 0
+    stable_hash(0xCA11_B8A7, row.split_key.as_bytes()).is_multiple_of(8)
+}
+
+/// One calibration row: its stage-1 score, label and kind.
+#[derive(Debug, Clone, Copy)]
+pub struct CalibrationScore {
+    pub score: f32,
+    pub malicious: bool,
+    /// From one of the everyday benign corpus sources.
+    pub everyday: bool,
 }
 
 /// Picks thresholds from stage-1 scores of held-out calibration rows.
 ///
-/// `stage1_block` is the lowest threshold at which the everyday benign false
-/// refusal rate is at most 0.1% and the overall benign rate at most 1%, which
-/// leaves a margin under the 0.3% and 3% targets. The escalation band spans
-/// from the score that keeps 99.5% of malicious rows above it (capped so that
-/// at most 4% of everyday benign rows escalate) to the score above which
-/// fewer than 0.05% of benign rows fall.
-pub fn calibrate_thresholds(scored: &[(f32, RowLabel, bool)]) -> Thresholds {
-    let mut malicious: Vec<f32> = scored
-        .iter()
-        .filter(|s| s.1 == RowLabel::Malicious)
-        .map(|s| s.0)
-        .collect();
-    let mut benign: Vec<f32> = scored
-        .iter()
-        .filter(|s| s.1 != RowLabel::Malicious)
-        .map(|s| s.0)
-        .collect();
-    let mut everyday: Vec<f32> = scored
-        .iter()
-        .filter(|s| s.1 != RowLabel::Malicious && s.2)
-        .map(|s| s.0)
-        .collect();
-    malicious.sort_by(f32::total_cmp);
-    benign.sort_by(f32::total_cmp);
-    everyday.sort_by(f32::total_cmp);
+/// `stage1_block` (used when stage 2 is absent) is the lowest threshold at
+/// which at most 0.2% of everyday benign rows and at most 2% of all benign
+/// rows score at or above it, a margin under the 0.3% and 3% targets. The
+/// escalation band starts where 99.5% of malicious rows score above it
+/// (raised if more than 4% of everyday rows would escalate) and ends where
+/// at most 0.2% of benign rows score above it.
+pub fn calibrate_thresholds(scored: &[CalibrationScore]) -> Thresholds {
+    let sorted = |filter: &dyn Fn(&CalibrationScore) -> bool| -> Vec<f32> {
+        let mut scores: Vec<f32> = scored
+            .iter()
+            .filter(|s| filter(s))
+            .map(|s| s.score)
+            .collect();
+        scores.sort_by(f32::total_cmp);
+        scores
+    };
+    let malicious = sorted(&|s| s.malicious);
+    let benign = sorted(&|s| !s.malicious);
+    let everyday = sorted(&|s| !s.malicious && s.everyday);
     let share_at_or_above = |sorted: &[f32], threshold: f32| -> f64 {
         if sorted.is_empty() {
             return 0.0;
@@ -242,37 +245,55 @@ pub fn calibrate_thresholds(scored: &[(f32, RowLabel, bool)]) -> Thresholds {
         let below = sorted.partition_point(|score| *score < threshold);
         (sorted.len() - below) as f64 / sorted.len() as f64
     };
-    let mut stage1_block = 0.5f32;
-    for step in 1..1000 {
-        let threshold = step as f32 / 1000.0;
-        if share_at_or_above(&everyday, threshold) <= 0.001
-            && share_at_or_above(&benign, threshold) <= 0.01
-        {
-            stage1_block = threshold;
-            break;
-        }
-    }
-    let quantile = |sorted: &[f32], q: f64| -> f32 {
-        if sorted.is_empty() {
-            return 0.5;
-        }
-        let index = ((sorted.len() as f64 - 1.0) * q).floor() as usize;
-        sorted.get(index).copied().unwrap_or(0.5)
+    let lowest_threshold = |accept: &dyn Fn(f32) -> bool| -> f32 {
+        (1..1000)
+            .map(|step| step as f32 / 1000.0)
+            .find(|t| accept(*t))
+            .unwrap_or(0.999)
     };
-    let mut escalate_low = quantile(&malicious, 0.005).min(stage1_block);
-    while share_at_or_above(&everyday, escalate_low) > 0.04 && escalate_low < stage1_block {
-        escalate_low += 0.005;
-    }
-    let mut escalate_high = stage1_block;
-    while share_at_or_above(&benign, escalate_high) > 0.0005 && escalate_high < 0.995 {
-        escalate_high += 0.005;
-    }
+    let stage1_block = lowest_threshold(&|t| {
+        share_at_or_above(&everyday, t) <= 0.002 && share_at_or_above(&benign, t) <= 0.02
+    });
+    let escalate_high =
+        lowest_threshold(&|t| share_at_or_above(&benign, t) <= 0.002).max(stage1_block);
+    let malicious_floor = if malicious.is_empty() {
+        0.5
+    } else {
+        let index = ((malicious.len() as f64 - 1.0) * 0.005).floor() as usize;
+        malicious.get(index).copied().unwrap_or(0.5)
+    };
+    let everyday_floor = lowest_threshold(&|t| share_at_or_above(&everyday, t) <= 0.04);
+    let escalate_low = malicious_floor.max(everyday_floor).min(stage1_block);
     Thresholds {
         stage1_block,
-        escalate_low: escalate_low.min(escalate_high),
+        escalate_low,
         escalate_high,
         stage2_block: 0.5,
     }
+}
+
+/// The lowest stage-2 threshold at which escalated benign rows add at most
+/// 0.15% false refusals over all everyday rows and 1.5% over all benign rows.
+pub fn calibrate_stage2_block(
+    escalated: &[CalibrationScore],
+    everyday_total: usize,
+    benign_total: usize,
+) -> f32 {
+    (1..1000)
+        .map(|step| step as f32 / 1000.0)
+        .find(|threshold| {
+            let everyday_blocked = escalated
+                .iter()
+                .filter(|s| !s.malicious && s.everyday && s.score >= *threshold)
+                .count();
+            let benign_blocked = escalated
+                .iter()
+                .filter(|s| !s.malicious && s.score >= *threshold)
+                .count();
+            everyday_blocked as f64 <= 0.0015 * everyday_total as f64
+                && benign_blocked as f64 <= 0.015 * benign_total as f64
+        })
+        .unwrap_or(0.999)
 }
 
 /// The result of one hold-out study.
@@ -353,37 +374,67 @@ pub fn train(
     let calibration_model = train_stage1(&fit_pairs, config.linear);
     let calibration_safeguard =
         Safeguard::from_models(calibration_model, None, placeholder_manifest(config, 0));
-    let scored: Vec<(f32, RowLabel, bool)> = data
+    let scored: Vec<CalibrationScore> = data
         .train
         .iter()
         .filter(|row| is_calibration(row))
         .filter_map(|row| {
             let label = row.label?;
-            let score = calibration_safeguard
-                .stage1(&row.exchange.classification_text())
-                .score;
-            Some((
-                score,
-                label,
-                EVERYDAY_SOURCES.contains(&row.source.as_str()),
-            ))
+            Some(CalibrationScore {
+                score: calibration_safeguard
+                    .stage1(&row.exchange.classification_text())
+                    .score,
+                malicious: label == RowLabel::Malicious,
+                everyday: EVERYDAY_SOURCES.contains(&row.source.as_str()),
+            })
         })
         .collect();
-    let thresholds = calibrate_thresholds(&scored);
+    let mut thresholds = calibrate_thresholds(&scored);
     log(&format!(
-        "calibrated thresholds on {} rows: {thresholds:?}",
+        "calibrated stage-1 thresholds on {} rows: {thresholds:?}",
         scored.len()
     ));
 
     let stage1 = train_stage1(&pairs, config.linear);
     let mut stage2_head: Option<EmbeddingHead> = None;
     if let Some(embedder) = &config.embedder {
-        stage2_head = Some(train_stage2_head(
-            &data.train,
-            embedder.as_ref(),
-            config,
-            log,
-        )?);
+        let fit_rows: Vec<LabeledRow> = data
+            .train
+            .iter()
+            .filter(|row| !is_calibration(row))
+            .cloned()
+            .collect();
+        let head = train_stage2_head(&fit_rows, embedder.as_ref(), config, log)?;
+        // Calibrate the stage-2 threshold on the calibration rows that the
+        // band sends to stage 2, with the head that never saw them.
+        let calibration_stage2 = crate::stage2::Stage2::new(embedder.clone(), head.clone());
+        let mut escalated = Vec::new();
+        for row in data.train.iter().filter(|row| is_calibration(row)) {
+            let Some(label) = row.label else { continue };
+            let stage1_result = calibration_safeguard.stage1(&row.exchange.classification_text());
+            if stage1_result.score >= thresholds.escalate_low
+                && stage1_result.score < thresholds.escalate_high
+            {
+                escalated.push(CalibrationScore {
+                    score: calibration_stage2.probability(&stage1_result.deciding_text)?,
+                    malicious: label == RowLabel::Malicious,
+                    everyday: EVERYDAY_SOURCES.contains(&row.source.as_str()),
+                });
+            }
+        }
+        let everyday_total = scored
+            .iter()
+            .filter(|s| s.everyday && !s.malicious)
+            .count()
+            .max(1);
+        let benign_total = scored.iter().filter(|s| !s.malicious).count().max(1);
+        thresholds.stage2_block = calibrate_stage2_block(&escalated, everyday_total, benign_total);
+        log(&format!(
+            "calibrated stage-2 threshold on {} escalated rows: {}",
+            escalated.len(),
+            thresholds.stage2_block
+        ));
+        stage2_head = Some(head);
     }
     let manifest = ModelManifest {
         recommended_thresholds: thresholds,
@@ -572,18 +623,31 @@ fn train_stage2_head(
     for row in &chosen {
         // The head scores the deciding window at inference; train on the
         // first revealing window of each row to match.
-        if let Some(text) = training_texts(row).into_iter().next() {
+        if let Some(mut text) = training_texts(row).into_iter().next() {
+            // Only the first model window is used, and 256 tokens rarely
+            // exceed 1,200 bytes, so longer text would only cost time.
+            let mut cut = text.len().min(1_200);
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
             texts.push(text);
             labels.push(row.label == Some(RowLabel::Malicious));
         }
     }
     log(&format!("stage 2: embedding {} texts", texts.len()));
     let mut embeddings = Vec::with_capacity(texts.len());
-    for (batch_index, batch) in texts.chunks(64).enumerate() {
-        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
-        embeddings.extend(embedder.embed_batch(&refs)?);
-        if batch_index % 20 == 0 {
-            log(&format!("stage 2: embedded {}", embeddings.len()));
+    for (index, text) in texts.iter().enumerate() {
+        // The first model window: training texts are single scoring windows
+        // of stage 1, and their start carries the request.
+        let first = embedder
+            .embed_windows(text)?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        embeddings.push(first);
+        if index % 1000 == 0 {
+            log(&format!("stage 2: embedded {index}"));
         }
     }
     let positives = labels.iter().filter(|l| **l).count().max(1) as f32;
