@@ -58,16 +58,12 @@ def test_models_list_response_carries_a_request_id(openai_client):
 # The demo contract opens internal `mythos` to the operator's organization
 # (`lab`), but the gateway's interim access rule still denies every internal
 # model to everyone, until the Cedar engine is wired into the snapshot.
-MYTHOS_CLOSED_TO_OPERATOR = (
-    "gateway denies internal `mythos` to `bruno` of the operator's organization `lab`, against the demo contract"
-)
 
 # Each row: principal, the demo models that principal may invoke. `mythos` is
 # internal and open only to the operator's organization, which `bruno` joins.
 VISIBLE_DEMO_MODELS = [
     pytest.param("alice", {"fable", "haiku"}, id="alice-outside-the-lab"),
-    pytest.param("bruno", {"mythos", "fable", "haiku"}, id="bruno-lab-employee",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=MYTHOS_CLOSED_TO_OPERATOR)),
+    pytest.param("bruno", {"mythos", "fable", "haiku"}, id="bruno-lab-employee"),
 ]
 DEMO_MODELS = {"mythos", "fable", "haiku"}
 
@@ -86,10 +82,7 @@ def test_models_list_shows_only_models_the_caller_may_invoke(openai_client_for, 
     ("principal", "may_invoke_mythos"),
     [
         pytest.param("alice", False, id="alice-outside-the-lab"),
-        pytest.param(
-            "bruno", True, id="bruno-lab-employee",
-            marks=pytest.mark.xfail(strict=True, raises=openai.PermissionDeniedError, reason=MYTHOS_CLOSED_TO_OPERATOR),
-        ),
+        pytest.param("bruno", True, id="bruno-lab-employee"),
     ],
 )
 def test_internal_mythos_answers_only_the_operators_organization(openai_client_for, principal, may_invoke_mythos):

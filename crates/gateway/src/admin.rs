@@ -73,6 +73,22 @@ impl From<StoreError> for AdminError {
     }
 }
 
+impl From<crate::RefreshError> for AdminError {
+    fn from(error: crate::RefreshError) -> Self {
+        match error {
+            crate::RefreshError::Store(error) => error.into(),
+            crate::RefreshError::Policy(error) => {
+                tracing::error!(%error, "the change was stored but the snapshot could not be rebuilt");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "snapshot_rebuild_failed",
+                    format!("the change was stored but is not in force: {error}"),
+                )
+            }
+        }
+    }
+}
+
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
@@ -230,7 +246,9 @@ fn principal_json(principal: &Principal) -> Value {
 /// Reads a principal document: the attribute contract, optionally with a
 /// top-level `display_name`.
 fn principal_document(body: &[u8]) -> AdminResult<(String, PrincipalAttributes)> {
-    let mut attributes: PrincipalAttributes = parse_json(body)?;
+    let raw: PrincipalAttributes = parse_json(body)?;
+    let mut attributes = portcullis_policy::validate_attributes(&raw)
+        .map_err(|e| AdminError::invalid(e.to_string()))?;
     let display_name = match attributes.unverified.remove("display_name") {
         Some(Value::String(name)) => name,
         Some(_) => return Err(AdminError::invalid("`display_name` must be a string")),

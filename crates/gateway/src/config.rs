@@ -18,6 +18,7 @@ pub struct Config {
     pub mock: MockConfig,
     pub legal: LegalConfig,
     pub location: LocationConfig,
+    pub policy: PolicyConfig,
     /// Models declared in config; they are upserted into the store at start.
     pub models: Vec<ModelDraft>,
 }
@@ -160,6 +161,36 @@ pub struct LocationConfig {
     /// Country assumed when no signal exists. Production leaves it unset so
     /// the location is unknown; the demo sets `US`.
     pub default_country: Option<String>,
+}
+
+/// How access is decided.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The definition profile that says who is a US person: `ear`,
+    /// `citizens_only`, `itar`, or a name under `custom_profiles`.
+    pub profile: String,
+    /// The operator's own organization, which alone may use `internal`
+    /// models. Falls back to the value stored by the demo, then to
+    /// `operator` (an organization no principal belongs to unless named so).
+    pub operator_organization: Option<String>,
+    /// A directory of `.cedar` files that replaces the stored policies.
+    pub policy_dir: Option<PathBuf>,
+    pub custom_profiles: std::collections::BTreeMap<String, portcullis_policy::CustomProfileConfig>,
+    /// Destinations blocked on top of the versioned default embargo pack.
+    pub embargo: portcullis_policy::EmbargoConfig,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            profile: "ear".into(),
+            operator_organization: None,
+            policy_dir: None,
+            custom_profiles: Default::default(),
+            embargo: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

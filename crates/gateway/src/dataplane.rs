@@ -22,14 +22,15 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
-use crate::decide::decide;
 use crate::error::{ApiError, ApiFormat, ErrorSource};
 use crate::mock;
+use crate::policy::request_context;
 use crate::request_id::RequestId;
 use crate::snapshot::{KeyEntry, Snapshot};
 use crate::sse::{SseEvent, SseSplitter};
 use crate::translate::{self, AnthropicToOpenAiStream, OpenAiToAnthropicStream};
 use crate::upstream::{UpstreamAnswer, provider_format, upstream_error_message};
+use portcullis_policy::{Action, PrincipalRef};
 
 /// Headers that must not name a model different from the body's.
 const MODEL_OVERRIDE_HEADERS: &[&str] = &["x-model", "model", "x-portcullis-model"];
@@ -261,17 +262,14 @@ async fn handle(
         .model(&model_name)
         .cloned()
         .ok_or_else(|| ApiError::model_not_found(&model_name))?;
-    let decision = decide(&key.principal, &model);
-    if !decision.allowed {
-        return Err(match decision.status {
-            451 => ApiError::legal_restriction(
-                &model.name,
-                &decision.reasons,
-                &gateway.config.legal.contact,
-            ),
-            _ => ApiError::access_denied(&model.name, &decision.reasons),
-        });
-    }
+    let context = request_context(&gateway.config.location, parts, gateway.clock.now());
+    let decision = snapshot.engine.decide(
+        PrincipalRef::Id(&key.principal.id),
+        &model.name,
+        Action::Invoke,
+        &context,
+    );
+    check_decision(gateway, &model.name, decision)?;
     let stream = check_shape(&body)?;
     let upstream_format = provider_format(model.provider, format);
     if model.provider == Provider::Mock {
@@ -382,6 +380,44 @@ async fn handle(
             ))
         }
     }
+}
+
+/// Turns a policy decision into a refusal, or nothing when allowed. A
+/// decision that could not be made is a denial, never an allow.
+fn check_decision(
+    gateway: &Gateway,
+    model_name: &str,
+    decision: Result<portcullis_policy::Decision, portcullis_policy::DecideError>,
+) -> Result<(), ApiError> {
+    let decision = match decision {
+        Ok(decision) => decision,
+        Err(error) => {
+            tracing::warn!(%error, "no decision could be made; denying");
+            return Err(ApiError::access_denied(
+                model_name,
+                &["principal_not_decidable".to_owned()],
+            ));
+        }
+    };
+    if decision.allowed {
+        return Ok(());
+    }
+    let message = decision.denial_message(model_name).unwrap_or_default();
+    Err(if decision.status == 451 {
+        ApiError::new(
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "legal_restriction",
+            format!("{message}; contact {}", gateway.config.legal.contact),
+            ErrorSource::Policy,
+        )
+    } else {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "model_access_denied",
+            message,
+            ErrorSource::Policy,
+        )
+    })
 }
 
 async fn serve_mock(
@@ -694,10 +730,11 @@ pub async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) 
         Ok(key) => key,
         Err(error) => return error.into_response_for(format, &request_id),
     };
-    let visible: Vec<&Arc<Model>> = snapshot
-        .models_in_order()
-        .filter(|model| decide(&key.principal, model).allowed)
-        .collect();
+    let context = request_context(&gateway.config.location, &parts, gateway.clock.now());
+    let visible: Vec<&Model> = snapshot
+        .engine
+        .allowed_models(PrincipalRef::Id(&key.principal.id), &context)
+        .unwrap_or_default();
     let body = match format {
         ApiFormat::OpenAi => json!({
             "object": "list",

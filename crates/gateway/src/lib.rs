@@ -9,9 +9,9 @@
 pub mod admin;
 pub mod config;
 pub mod dataplane;
-pub mod decide;
 pub mod error;
 pub mod mock;
+pub mod policy;
 pub mod request_id;
 pub mod server;
 pub mod snapshot;
@@ -43,6 +43,7 @@ pub struct Gateway {
     pub snapshot: ArcSwap<Snapshot>,
     pub upstream: UpstreamClient,
     pub metrics: Option<PrometheusHandle>,
+    pub policy: policy::PolicyBase,
     /// Cancelled when running streams must end now (shutdown deadline).
     pub stream_cut: CancellationToken,
     ready: AtomicBool,
@@ -54,6 +55,17 @@ pub enum GatewayError {
     HttpClient(#[from] reqwest::Error),
     #[error(transparent)]
     Store(#[from] portcullis_store::StoreError),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicySetupError),
+}
+
+/// Why a snapshot could not be refreshed. The current snapshot stays.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Store(#[from] portcullis_store::StoreError),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicySetupError),
 }
 
 impl Gateway {
@@ -68,9 +80,11 @@ impl Gateway {
             config.server.upstream_connect_timeout(),
             config.server.upstream_response_timeout(),
         )?;
+        let policy = policy::PolicyBase::from_config(&config)?;
         let contents = store.load().await?;
-        let snapshot = Snapshot::build(contents, clock.now());
+        let snapshot = Snapshot::build(contents, clock.now(), &policy)?;
         Ok(Arc::new(Self {
+            policy,
             config,
             store,
             clock,
@@ -82,11 +96,12 @@ impl Gateway {
         }))
     }
 
-    /// Reloads the snapshot from the store and swaps it in.
-    pub async fn refresh(&self) -> Result<(), portcullis_store::StoreError> {
+    /// Reloads the snapshot from the store and swaps it in. On failure the
+    /// current snapshot stays in force.
+    pub async fn refresh(&self) -> Result<(), RefreshError> {
         let contents = self.store.load().await?;
         let version = contents.version;
-        let snapshot = Snapshot::build(contents, self.clock.now());
+        let snapshot = Snapshot::build(contents, self.clock.now(), &self.policy)?;
         self.snapshot.store(Arc::new(snapshot));
         metrics::gauge!("portcullis_snapshot_version").set(version as f64);
         Ok(())

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use portcullis_domain::{ApiKey, Model, Principal, StoreVersion};
+use portcullis_policy::PolicyEngine;
 use portcullis_store::{Admin, StoreContents};
+
+use crate::policy::{PolicyBase, PolicySetupError};
 use sha2::{Digest, Sha256};
 
 /// A key and the principal it authenticates.
@@ -19,9 +22,11 @@ pub struct KeyEntry {
     pub principal: Arc<Principal>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Snapshot {
     pub version: StoreVersion,
+    /// The compiled policies and entities, built once for this snapshot.
+    pub engine: Arc<PolicyEngine>,
     /// When this replica built the snapshot.
     pub built_at: Option<Timestamp>,
     pub models: HashMap<String, Arc<Model>>,
@@ -38,7 +43,17 @@ fn decode_hash(hex_text: &str) -> Option<[u8; 32]> {
 }
 
 impl Snapshot {
-    pub fn build(contents: StoreContents, built_at: Timestamp) -> Self {
+    /// Builds a snapshot. Fails, leaving the caller's current snapshot in
+    /// force, when the stored policies do not compile.
+    pub fn build(
+        contents: StoreContents,
+        built_at: Timestamp,
+        policy: &PolicyBase,
+    ) -> Result<Self, PolicySetupError> {
+        let engine = Arc::new(policy.engine(&contents, built_at)?);
+        for rejected in engine.rejected_principals() {
+            tracing::warn!(%rejected, "principal left out of the snapshot; it is denied until fixed");
+        }
         let principals: HashMap<String, Arc<Principal>> = contents
             .principals
             .into_iter()
@@ -64,15 +79,16 @@ impl Snapshot {
             .into_iter()
             .map(|m| (m.name.clone(), Arc::new(m)))
             .collect();
-        Self {
+        Ok(Self {
             version: contents.version,
+            engine,
             built_at: Some(built_at),
             models,
             model_order,
             principals,
             keys_by_hash,
             admins_by_hash,
-        }
+        })
     }
 
     /// The key entry for a presented secret, if the key exists and is usable

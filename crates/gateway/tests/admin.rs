@@ -74,7 +74,7 @@ async fn models_principals_and_keys_round_trip_and_revocation_is_immediate() {
         .unwrap();
     assert_eq!(invalid.status(), 400);
     let created = admin(reqwest::Method::POST, "/admin/v1/models")
-        .json(&json!({"name": "sonnet", "provider": "mock", "state": "released", "tags": ["fail_closed"]}))
+        .json(&json!({"name": "sonnet", "provider": "mock", "state": "released"}))
         .send()
         .await
         .unwrap();
@@ -122,6 +122,45 @@ async fn models_principals_and_keys_round_trip_and_revocation_is_immediate() {
             .send()
     };
     assert_eq!(call().await.unwrap().status(), 200);
+
+    // A restricted model fails closed for an unscreened principal with no
+    // known location: a legal restriction naming the rules, never the
+    // principal's attributes.
+    admin(reqwest::Method::POST, "/admin/v1/models")
+        .json(&json!({"name": "vault", "provider": "mock", "state": "released", "tags": ["fail_closed"]}))
+        .send()
+        .await
+        .unwrap();
+    let restricted = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .json(&json!({"model": "vault", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restricted.status(), 451);
+    let body: Value = restricted.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "legal_restriction");
+    assert_eq!(body["error"]["type"], "permission_error");
+    assert!(
+        !body.to_string().contains("acme"),
+        "attributes never leak: {body}"
+    );
+
+    // Attribute documents are validated on import.
+    let bad = admin(reqwest::Method::POST, "/admin/v1/principals")
+        .json(&json!({"id": "yan", "verified_claims": {"verification": {"trust_framework": "x"}, "claims": {"nationalities": ["XX"]}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("XX"),
+        "{body}"
+    );
+
     let id = key["id"].as_str().unwrap();
     let revoked = admin(
         reqwest::Method::POST,
