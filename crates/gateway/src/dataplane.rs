@@ -367,17 +367,14 @@ async fn handle(
                 &body,
             );
             let upstream = upstream.map(|item| item.map_err(|_| ())).boxed();
-            Ok(stream_response(
+            Ok(stream_response(Relay::new(
                 gateway,
-                Relay::new(
-                    gateway,
-                    upstream,
-                    translator,
-                    format,
-                    upstream_format,
-                    request_id,
-                ),
-            ))
+                upstream,
+                translator,
+                format,
+                upstream_format,
+                request_id,
+            )))
         }
     }
 }
@@ -459,17 +456,14 @@ async fn serve_mock(
     let upstream = mock::stream_frames(format, plan, model.upstream_model.clone(), interval)
         .map(|item| item.map_err(|_| ()))
         .boxed();
-    Ok(stream_response(
+    Ok(stream_response(Relay::new(
         gateway,
-        Relay::new(
-            gateway,
-            upstream,
-            Translator::None,
-            format,
-            format,
-            request_id,
-        ),
-    ))
+        upstream,
+        Translator::None,
+        format,
+        format,
+        request_id,
+    )))
 }
 
 fn json_response(bytes: Bytes) -> Response {
@@ -481,8 +475,7 @@ fn json_response(bytes: Bytes) -> Response {
     response
 }
 
-fn stream_response(gateway: &Arc<Gateway>, relay: Relay) -> Response {
-    let _ = gateway;
+fn stream_response(relay: Relay) -> Response {
     let frames = stream::unfold(relay, |mut relay| async move {
         let frame = relay.next_frame().await?;
         Some((Ok::<Bytes, std::convert::Infallible>(frame), relay))
