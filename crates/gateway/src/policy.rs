@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use jiff::Timestamp;
 use portcullis_policy::{
-    CompiledPolicies, EmbargoList, EngineInputs, PolicyEngine, PolicySchema, PolicySource,
+    CompiledPolicies, EmbargoList, EngineInputs, Order, PolicyEngine, PolicySchema, PolicySource,
     ProfileRegistry, RequestContext,
 };
 use portcullis_store::StoreContents;
@@ -42,6 +42,8 @@ pub enum PolicySetupError {
     Embargo(#[from] portcullis_policy::EmbargoError),
     #[error("policies: {0}")]
     Policies(portcullis_policy::PolicyError),
+    #[error("stored order `{id}` does not parse: {detail}")]
+    CorruptOrder { id: String, detail: String },
     #[error("policy engine: {0}")]
     Engine(#[from] portcullis_policy::EngineError),
 }
@@ -116,7 +118,7 @@ impl PolicyBase {
                 .iter()
                 .map(|p| p.attributes.clone())
                 .collect(),
-            orders: Vec::new(),
+            orders: orders_in_force(contents)?,
             operator_organization,
             active_profile: self.active_profile.clone(),
             profiles: self.profiles.clone(),
@@ -124,6 +126,27 @@ impl PolicyBase {
             built_at,
         })?)
     }
+}
+
+/// The orders the engine enforces: every stored order not lifted. An order
+/// whose stored document no longer parses fails the snapshot build (the
+/// old snapshot stays, and goes stale), because dropping it would lift it.
+pub fn orders_in_force(contents: &StoreContents) -> Result<Vec<Order>, PolicySetupError> {
+    contents
+        .orders
+        .iter()
+        .filter(|stored| stored.lift.is_none())
+        .map(|stored| {
+            let mut order = serde_json::from_value::<Order>(stored.document.clone()).map_err(
+                |error| PolicySetupError::CorruptOrder {
+                    id: stored.id.clone(),
+                    detail: error.to_string(),
+                },
+            )?;
+            order.id = Some(stored.id.clone());
+            Ok(order)
+        })
+        .collect()
 }
 
 /// The context of one request. The location comes from the configured

@@ -9,6 +9,7 @@
 //! log, which owns its `audit_*` tables) that contains SQL. The request path
 //! never calls it: it reads the snapshot built from [`StoreContents`].
 
+mod orders;
 mod rows;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::watch;
 
+pub use orders::{NewOrder, OrderApplication, OrderLift, ReplicaStatus, StoredOrder};
 pub use rows::{Admin, AdminRole, PolicySource};
 
 /// Which database a store talks to.
@@ -80,6 +82,8 @@ pub struct StoreContents {
     pub admins: Vec<Admin>,
     pub policies: Vec<PolicySource>,
     pub meta: Vec<(String, String)>,
+    /// Every order, lifted ones included; the engine is given those not lifted.
+    pub orders: Vec<StoredOrder>,
 }
 
 /// A handle on the store. Cheap to clone.
@@ -184,7 +188,7 @@ impl Store {
         self.pool.close().await;
     }
 
-    fn published(&self, version: StoreVersion) -> StoreVersion {
+    pub(crate) fn published(&self, version: StoreVersion) -> StoreVersion {
         self.version_sender.send_replace(version);
         version
     }
@@ -235,6 +239,7 @@ impl Store {
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let orders = orders::load_orders(&mut tx).await?;
         tx.commit().await?;
         Ok(StoreContents {
             version,
@@ -244,6 +249,7 @@ impl Store {
             admins,
             policies,
             meta,
+            orders,
         })
     }
 
@@ -684,7 +690,7 @@ async fn current_version(pool: &AnyPool) -> Result<StoreVersion, StoreError> {
     )
 }
 
-async fn bump_version(
+pub(crate) async fn bump_version(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
 ) -> Result<StoreVersion, StoreError> {
     Ok(
@@ -697,14 +703,14 @@ async fn bump_version(
     )
 }
 
-fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
+pub(crate) fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|error| StoreError::Encode {
         what,
         detail: error.to_string(),
     })
 }
 
-fn conflict_or(error: sqlx::Error, what: &'static str, id: &str) -> StoreError {
+pub(crate) fn conflict_or(error: sqlx::Error, what: &'static str, id: &str) -> StoreError {
     if let sqlx::Error::Database(db) = &error
         && db.is_unique_violation()
     {
