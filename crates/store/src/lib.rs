@@ -11,6 +11,7 @@
 
 mod orders;
 mod rows;
+mod screening;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 
 pub use orders::{NewOrder, OrderApplication, OrderLift, ReplicaStatus, StoredOrder};
 pub use rows::{Admin, AdminRole, PolicySource};
+pub use screening::{ScreeningListFile, StoredScreeningList};
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
