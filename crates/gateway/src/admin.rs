@@ -100,7 +100,55 @@ type AdminResult<T> = Result<T, AdminError>;
 
 /// The admin who made the call, as authenticated by [`require_admin`].
 #[derive(Debug, Clone)]
-pub struct Actor(pub Arc<Admin>);
+pub struct Actor(pub Arc<Admin>, pub RequestId);
+
+impl Actor {
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.1.0
+    }
+}
+
+impl From<portcullis_audit::AuditError> for AdminError {
+    fn from(error: portcullis_audit::AuditError) -> Self {
+        tracing::error!(%error, "admin action could not be written to the audit log");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit_unavailable",
+            format!("the change was made but could not be recorded in the audit log: {error}"),
+        )
+    }
+}
+
+/// Appends an admin action to the audit log and waits for its commit, so
+/// the API acknowledges only recorded changes.
+pub async fn audit_admin(
+    gateway: &Gateway,
+    actor: &Actor,
+    action: &str,
+    target_kind: portcullis_audit::AdminTargetKind,
+    target_id: &str,
+    payload: Value,
+) -> AdminResult<Option<portcullis_audit::AppendReceipt>> {
+    let Some(audit) = &gateway.audit else {
+        return Ok(None);
+    };
+    let receipt = audit
+        .admin_action(crate::audit::AdminAction {
+            time: gateway.clock.now(),
+            actor: actor.id(),
+            action,
+            target_kind,
+            target_id,
+            payload,
+            request_id: Some(actor.request_id()),
+        })
+        .await?;
+    Ok(Some(receipt))
+}
 
 /// Middleware: only a known, enabled admin's token passes.
 pub async fn require_admin(
@@ -124,7 +172,9 @@ pub async fn require_admin(
         .unwrap_or_default();
     match admin {
         Some(admin) => {
-            request.extensions_mut().insert(Actor(admin));
+            request
+                .extensions_mut()
+                .insert(Actor(admin, RequestId(request_id)));
             next.run(request).await
         }
         None => {
@@ -134,7 +184,7 @@ pub async fn require_admin(
     }
 }
 
-fn require_writer(actor: &Actor) -> AdminResult<()> {
+pub(crate) fn require_writer(actor: &Actor) -> AdminResult<()> {
     if actor.0.role == portcullis_store::AdminRole::ComplianceOfficer {
         return Err(AdminError::new(
             StatusCode::FORBIDDEN,
@@ -190,7 +240,16 @@ pub async fn create_model(
         .insert_model(&model, gateway.clock.now())
         .await?;
     gateway.refresh().await?;
-    tracing::info!(actor = %actor.0.id, model = %model.name, "model created");
+    audit_admin(
+        &gateway,
+        &actor,
+        "create",
+        portcullis_audit::AdminTargetKind::Model,
+        &model.name,
+        model_json(&model),
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), model = %model.name, "model created");
     Ok((StatusCode::CREATED, Json(model_json(&model))))
 }
 
@@ -216,7 +275,16 @@ pub async fn update_model(
         .update_model(&model, gateway.clock.now())
         .await?;
     gateway.refresh().await?;
-    tracing::info!(actor = %actor.0.id, model = %model.name, "model updated");
+    audit_admin(
+        &gateway,
+        &actor,
+        "update",
+        portcullis_audit::AdminTargetKind::Model,
+        &model.name,
+        model_json(&model),
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), model = %model.name, "model updated");
     Ok(Json(model_json(&model)))
 }
 
@@ -228,7 +296,16 @@ pub async fn delete_model(
     require_writer(&actor)?;
     gateway.store.delete_model(&name).await?;
     gateway.refresh().await?;
-    tracing::info!(actor = %actor.0.id, model = %name, "model deleted");
+    audit_admin(
+        &gateway,
+        &actor,
+        "delete",
+        portcullis_audit::AdminTargetKind::Model,
+        &name,
+        Value::Null,
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), model = %name, "model deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -303,7 +380,16 @@ pub async fn create_principal(
         .insert_principal(&display_name, &attributes, gateway.clock.now())
         .await?;
     gateway.refresh().await?;
-    tracing::info!(actor = %actor.0.id, principal = %attributes.id, "principal created");
+    audit_admin(
+        &gateway,
+        &actor,
+        "create",
+        portcullis_audit::AdminTargetKind::Principal,
+        &attributes.id,
+        json!({"display_name": display_name, "attributes": attributes}),
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), principal = %attributes.id, "principal created");
     let snapshot = gateway.snapshot.load();
     let principal = snapshot
         .principals
@@ -332,7 +418,16 @@ pub async fn update_principal(
         .update_principal(&display_name, &attributes, gateway.clock.now())
         .await?;
     gateway.refresh().await?;
-    tracing::info!(actor = %actor.0.id, principal = %id, "principal updated");
+    audit_admin(
+        &gateway,
+        &actor,
+        "update",
+        portcullis_audit::AdminTargetKind::Principal,
+        &id,
+        json!({"display_name": display_name, "attributes": attributes}),
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), principal = %id, "principal updated");
     let snapshot = gateway.snapshot.load();
     Ok(Json(
         snapshot
@@ -351,7 +446,16 @@ pub async fn delete_principal(
     require_writer(&actor)?;
     gateway.store.delete_principal(&id).await?;
     gateway.refresh().await?;
-    tracing::info!(actor = %actor.0.id, principal = %id, "principal deleted");
+    audit_admin(
+        &gateway,
+        &actor,
+        "delete",
+        portcullis_audit::AdminTargetKind::Principal,
+        &id,
+        Value::Null,
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), principal = %id, "principal deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -440,7 +544,16 @@ pub async fn create_key(
     )?;
     gateway.store.insert_key(&key).await?;
     gateway.refresh().await?;
-    tracing::info!(actor = %actor.0.id, key = %key.id, principal = %key.principal_id, "key created");
+    audit_admin(
+        &gateway,
+        &actor,
+        "create",
+        portcullis_audit::AdminTargetKind::Key,
+        &key.id,
+        key_json(&key),
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), key = %key.id, principal = %key.principal_id, "key created");
     let mut body = key_json(&key);
     body["secret"] = Value::String(secret);
     Ok((StatusCode::CREATED, Json(body)))
@@ -482,7 +595,16 @@ pub async fn revoke_key(
     require_writer(&actor)?;
     gateway.store.revoke_key(&id, gateway.clock.now()).await?;
     gateway.refresh().await?;
-    tracing::info!(actor = %actor.0.id, key = %id, "key revoked");
+    audit_admin(
+        &gateway,
+        &actor,
+        "revoke",
+        portcullis_audit::AdminTargetKind::Key,
+        &id,
+        Value::Null,
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), key = %id, "key revoked");
     let key = gateway.store.get_key(&id).await?;
     Ok(Json(key.as_ref().map(key_json).unwrap_or(Value::Null)))
 }
@@ -495,7 +617,16 @@ pub async fn delete_key(
     require_writer(&actor)?;
     gateway.store.delete_key(&id).await?;
     gateway.refresh().await?;
-    tracing::info!(actor = %actor.0.id, key = %id, "key deleted");
+    audit_admin(
+        &gateway,
+        &actor,
+        "delete",
+        portcullis_audit::AdminTargetKind::Key,
+        &id,
+        Value::Null,
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), key = %id, "key deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 

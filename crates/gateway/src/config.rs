@@ -19,6 +19,8 @@ pub struct Config {
     pub legal: LegalConfig,
     pub location: LocationConfig,
     pub policy: PolicyConfig,
+    pub audit: AuditSettings,
+    pub orders: OrdersConfig,
     /// Models declared in config; they are upserted into the store at start.
     pub models: Vec<ModelDraft>,
 }
@@ -193,6 +195,72 @@ impl Default for PolicyConfig {
     }
 }
 
+/// The tamper-evident audit log. It is always on in production: turning it
+/// off is a benchmark-only switch that also needs the environment variable
+/// `PORTCULLIS_BENCHMARK_ONLY_AUDIT_OFF=1`, so a config file alone cannot
+/// disable it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    pub enabled: bool,
+    /// The Ed25519 signing key for checkpoints. Defaults to
+    /// `DATA_DIR/audit-signing.key`; generated on first start.
+    pub signing_key_file: Option<PathBuf>,
+    /// Where the public verifier key is written. Defaults to
+    /// `DATA_DIR/audit-verifier.key`.
+    pub verifier_key_file: Option<PathBuf>,
+    /// A directory outside the store that receives a copy of every signed
+    /// checkpoint. Defaults to `DATA_DIR/audit-witness`.
+    pub witness_dir: Option<PathBuf>,
+    /// What of the prompt and response is kept: `none`, `sha256` or `full`.
+    pub content: portcullis_audit::ContentRecording,
+    /// Per-model overrides of `content`.
+    pub content_by_model: std::collections::BTreeMap<String, portcullis_audit::ContentRecording>,
+    pub checkpoint_every_entries: u64,
+    pub checkpoint_interval_ms: u64,
+    pub commit_interval_ms: u64,
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        let defaults = portcullis_audit::AuditConfig::default();
+        Self {
+            enabled: true,
+            signing_key_file: None,
+            verifier_key_file: None,
+            witness_dir: None,
+            content: Default::default(),
+            content_by_model: Default::default(),
+            checkpoint_every_entries: defaults.checkpoint_every_entries,
+            checkpoint_interval_ms: defaults.checkpoint_interval.as_millis() as u64,
+            commit_interval_ms: defaults.commit_interval.as_millis() as u64,
+            queue_capacity: defaults.queue_capacity,
+        }
+    }
+}
+
+/// The environment variable that must accompany `audit.enabled = false`.
+pub const AUDIT_OFF_ENV: &str = "PORTCULLIS_BENCHMARK_ONLY_AUDIT_OFF";
+
+/// How orders are checked when applied.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrdersConfig {
+    /// How far in the past `effective_at` may be before an order is refused
+    /// (unless forced): covers clock skew and the minutes it takes to key in
+    /// a letter.
+    pub past_effective_tolerance_ms: u64,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        Self {
+            past_effective_tolerance_ms: 15 * 60 * 1000,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("`{field}` is invalid: {reason}")]
@@ -206,6 +274,12 @@ impl Config {
             field: field.to_owned(),
             reason: reason.to_owned(),
         };
+        if !self.audit.enabled && std::env::var(AUDIT_OFF_ENV).as_deref() != Ok("1") {
+            return Err(invalid(
+                "audit.enabled",
+                "the audit log cannot be turned off in a deployment; `false` is a benchmark-only switch that also needs PORTCULLIS_BENCHMARK_ONLY_AUDIT_OFF=1",
+            ));
+        }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024"));
         }

@@ -19,10 +19,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use portcullis_domain::{Model, Provider};
 use serde_json::{Map, Value, json};
-use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
 use crate::error::{ApiError, ApiFormat, ErrorSource};
+use crate::inflight::{CutSignal, InflightGuard};
 use crate::mock;
 use crate::policy::request_context;
 use crate::request_id::RequestId;
@@ -61,7 +61,8 @@ async fn inference(gateway: Arc<Gateway>, format: ApiFormat, request: Request) -
         ApiFormat::OpenAi => "chat_completions",
         ApiFormat::Anthropic => "messages",
     };
-    let response = match handle(&gateway, format, &parts, body, &request_id).await {
+    let mut record = DecisionRecord::new(endpoint, &request_id, &gateway);
+    let response = match handle(&gateway, format, &parts, body, &request_id, &mut record).await {
         Ok(response) => response,
         Err(error) => {
             if error.source == ErrorSource::Internal {
@@ -78,11 +79,103 @@ async fn inference(gateway: Arc<Gateway>, format: ApiFormat, request: Request) -
         }
     };
     let status = response.status().as_u16();
+    record.finish(&gateway, status).await;
     metrics::counter!("portcullis_requests_total", "endpoint" => endpoint, "status" => status_class(status))
         .increment(1);
     metrics::histogram!("portcullis_request_duration_seconds", "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// What the audit log learns about one data-plane request, filled in as the
+/// request is handled and written when its answer is known.
+pub struct DecisionRecord {
+    entry: Option<portcullis_audit::RequestDecisionEntry>,
+}
+
+impl DecisionRecord {
+    fn new(action: &str, request_id: &str, gateway: &Gateway) -> Self {
+        let entry = gateway
+            .audit
+            .as_ref()
+            .map(|audit| portcullis_audit::RequestDecisionEntry {
+                request_id: request_id.to_owned(),
+                time: gateway.clock.now(),
+                principal_id: None,
+                credential_id: None,
+                model: None,
+                action: action.to_owned(),
+                decision: portcullis_audit::Decision::Deny,
+                status: 0,
+                policy_ids: Vec::new(),
+                order_ids: Vec::new(),
+                definition_profile: None,
+                safeguard_verdict: None,
+                safeguard_score_ppm: None,
+                snapshot_version: 0,
+                replica: audit.replica().to_owned(),
+                prompt_sha256: None,
+                response_sha256: None,
+                prompt: None,
+                response: None,
+            });
+        Self { entry }
+    }
+
+    /// Mutable access to the entry, when the audit log is on.
+    pub fn entry(&mut self) -> Option<&mut portcullis_audit::RequestDecisionEntry> {
+        self.entry.as_mut()
+    }
+
+    fn authenticated(&mut self, key: &KeyEntry) {
+        if let Some(entry) = self.entry() {
+            entry.principal_id = Some(key.principal.id.clone());
+            entry.credential_id = Some(key.key.id.clone());
+        }
+    }
+
+    fn decided(
+        &mut self,
+        snapshot: &Snapshot,
+        model: &str,
+        time: jiff::Timestamp,
+        decision: &Result<portcullis_policy::Decision, portcullis_policy::DecideError>,
+    ) {
+        let Some(entry) = self.entry() else {
+            return;
+        };
+        entry.time = time;
+        entry.model = Some(model.to_owned());
+        entry.snapshot_version = snapshot.version;
+        if let Ok(decision) = decision {
+            entry.definition_profile = Some(decision.profile.clone());
+            for reason in &decision.reasons {
+                match snapshot
+                    .engine
+                    .orders()
+                    .iter()
+                    .find(|order| order.reference == *reason)
+                    .and_then(|order| order.id.clone())
+                {
+                    Some(order_id) => entry.order_ids.push(order_id),
+                    None => entry.policy_ids.push(reason.clone()),
+                }
+            }
+        }
+    }
+
+    async fn finish(self, gateway: &Gateway, status: u16) {
+        let (Some(mut entry), Some(audit)) = (self.entry, gateway.audit.as_ref()) else {
+            return;
+        };
+        entry.status = status;
+        entry.decision = if (200..300).contains(&status) {
+            portcullis_audit::Decision::Allow
+        } else {
+            portcullis_audit::Decision::Deny
+        };
+        audit.record_decision(entry).await;
+    }
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -252,28 +345,49 @@ async fn handle(
     parts: &Parts,
     body: Body,
     request_id: &str,
+    record: &mut DecisionRecord,
 ) -> Result<Response, ApiError> {
     let snapshot = gateway.snapshot.load_full();
     let key = authenticate(gateway, &snapshot, &parts.headers)?;
+    record.authenticated(key);
+    let principal_id = key.principal.id.clone();
+    drop(snapshot);
     let bytes = read_body(gateway, parts, body).await?;
     let body = parse_body(&bytes)?;
     let model_name = requested_model(parts, &body)?;
+    if let Some(entry) = record.entry() {
+        entry.model = Some(model_name.clone());
+    }
+    let stream = check_shape(&body)?;
+    // Register before loading the snapshot that decides: an order applied
+    // from here on either is in that snapshot or finds this request in the
+    // registry (see `inflight`).
+    let (inflight, cut) =
+        gateway
+            .inflight
+            .register(&principal_id, &model_name, stream, &gateway.stream_cut);
+    let now = gateway.clock.now();
+    let snapshot = gateway.snapshot.load_full();
     let model = snapshot
         .model(&model_name)
         .cloned()
         .ok_or_else(|| ApiError::model_not_found(&model_name))?;
-    let context = request_context(&gateway.config.location, parts, gateway.clock.now());
+    let context = request_context(&gateway.config.location, parts, now);
     let decision = snapshot.engine.decide(
-        PrincipalRef::Id(&key.principal.id),
+        PrincipalRef::Id(&principal_id),
         &model.name,
         Action::Invoke,
         &context,
     );
+    record.decided(&snapshot, &model.name, now, &decision);
     check_decision(gateway, &model.name, decision)?;
-    let stream = check_shape(&body)?;
+    drop(snapshot);
     let upstream_format = provider_format(model.provider, format);
     if model.provider == Provider::Mock {
-        return serve_mock(gateway, format, parts, &body, &model, stream, request_id).await;
+        let mock = serve_mock(
+            gateway, format, parts, &body, &model, stream, request_id, inflight, &cut,
+        );
+        return until_cut(&cut, mock).await;
     }
     let upstream_body = if upstream_format == format {
         if model.upstream_model == model.name {
@@ -308,10 +422,13 @@ async fn handle(
         } else {
             Vec::new()
         };
-    let answer = gateway
-        .upstream
-        .send(&model, upstream_body, stream, &forwarded)
-        .await?;
+    let answer = until_cut(
+        &cut,
+        gateway
+            .upstream
+            .send(&model, upstream_body, stream, &forwarded),
+    )
+    .await?;
     match answer {
         UpstreamAnswer::Rejected { status, body } => {
             if upstream_format == format {
@@ -374,9 +491,33 @@ async fn handle(
                 format,
                 upstream_format,
                 request_id,
+                (inflight, cut),
             )))
         }
     }
+}
+
+/// Runs a request's wait for the upstream unless the request is cut first
+/// (an order, or the shutdown deadline); dropping the future cancels the
+/// upstream request.
+async fn until_cut<T>(
+    cut: &CutSignal,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::select! {
+        biased;
+        _ = cut.token.cancelled() => Err(cut.reason().unwrap_or_else(shutdown_cut)),
+        result = work => result,
+    }
+}
+
+fn shutdown_cut() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stream_cut",
+        "the gateway is shutting down and ended this request",
+        ErrorSource::Internal,
+    )
 }
 
 /// Turns a policy decision into a refusal, or nothing when allowed. A
@@ -417,6 +558,9 @@ fn check_decision(
     })
 }
 
+// The arguments are the request's parts as `handle` holds them; bundling
+// them into a one-use struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn serve_mock(
     gateway: &Arc<Gateway>,
     format: ApiFormat,
@@ -425,6 +569,8 @@ async fn serve_mock(
     model: &Model,
     stream: bool,
     request_id: &str,
+    inflight: InflightGuard,
+    cut: &CutSignal,
 ) -> Result<Response, ApiError> {
     let plan = mock::plan(body, &model.upstream_model);
     match plan.failure {
@@ -463,6 +609,7 @@ async fn serve_mock(
         format,
         format,
         request_id,
+        (inflight, cut.clone()),
     )))
 }
 
@@ -561,10 +708,13 @@ struct Relay {
     request_id: String,
     pending: VecDeque<Bytes>,
     idle_timeout: Duration,
-    /// Cancelled when the stream must stop now (shutdown deadline).
-    cut: CancellationToken,
+    /// Cancelled when the stream must stop now: an order that covers it, or
+    /// the shutdown deadline.
+    cut: CutSignal,
     finished: bool,
     _active: ActiveStream,
+    /// Keeps the request registered while the stream runs.
+    _inflight: InflightGuard,
 }
 
 impl Relay {
@@ -575,6 +725,7 @@ impl Relay {
         client_format: ApiFormat,
         upstream_format: ApiFormat,
         request_id: &str,
+        (inflight, cut): (InflightGuard, CutSignal),
     ) -> Self {
         Self {
             upstream,
@@ -585,9 +736,10 @@ impl Relay {
             request_id: request_id.to_owned(),
             pending: VecDeque::new(),
             idle_timeout: gateway.config.server.stream_idle_timeout(),
-            cut: gateway.stream_cut.child_token(),
+            cut,
             finished: false,
             _active: ActiveStream::start(),
+            _inflight: inflight,
         }
     }
 
@@ -661,8 +813,9 @@ impl Relay {
             }
             let next = tokio::select! {
                 biased;
-                _ = self.cut.cancelled() => {
-                    self.fail(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stream_cut", "the gateway is shutting down and ended this stream", ErrorSource::Internal));
+                _ = self.cut.token.cancelled() => {
+                    let error = self.cut.reason().unwrap_or_else(shutdown_cut);
+                    self.fail(error);
                     continue;
                 }
                 next = tokio::time::timeout(self.idle_timeout, self.upstream.next()) => next,

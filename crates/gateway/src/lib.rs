@@ -7,10 +7,13 @@
 //! path reads an immutable [`snapshot::Snapshot`] and never queries the store.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod dataplane;
 pub mod error;
+pub mod inflight;
 pub mod mock;
+pub mod orders;
 pub mod policy;
 pub mod request_id;
 pub mod server;
@@ -46,6 +49,15 @@ pub struct Gateway {
     pub policy: policy::PolicyBase,
     /// Cancelled when running streams must end now (shutdown deadline).
     pub stream_cut: CancellationToken,
+    /// This replica's audit log; `None` only in benchmark runs with the log
+    /// switched off.
+    pub audit: Option<audit::GatewayAudit>,
+    /// Requests being served now, so an order can stop the affected ones.
+    pub inflight: Arc<inflight::Inflight>,
+    /// Orders this replica enforces, and the applied/lifted bookkeeping.
+    pub enforcement: orders::Enforcement,
+    /// Serialises snapshot rebuilds so versions are applied in order.
+    refresh_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
 }
 
@@ -57,6 +69,8 @@ pub enum GatewayError {
     Store(#[from] portcullis_store::StoreError),
     #[error(transparent)]
     Policy(#[from] policy::PolicySetupError),
+    #[error("cannot open the audit log: {0}")]
+    Audit(#[from] audit::AuditSetupError),
 }
 
 /// Why a snapshot could not be refreshed. The current snapshot stays.
@@ -83,7 +97,19 @@ impl Gateway {
         let policy = policy::PolicyBase::from_config(&config)?;
         let contents = store.load().await?;
         let snapshot = Snapshot::build(contents, clock.now(), &policy)?;
-        Ok(Arc::new(Self {
+        let replica = replica_id(&config);
+        let audit = if config.audit.enabled {
+            let data_dir = config
+                .store
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("portcullis-data"));
+            Some(audit::GatewayAudit::open(&config.audit, &data_dir, &store, &replica).await?)
+        } else {
+            tracing::warn!("the audit log is OFF: this is a benchmark-only mode");
+            None
+        };
+        let gateway = Arc::new(Self {
             policy,
             config,
             store,
@@ -92,19 +118,52 @@ impl Gateway {
             upstream,
             metrics,
             stream_cut: CancellationToken::new(),
+            audit,
+            inflight: Arc::new(inflight::Inflight::default()),
+            enforcement: orders::Enforcement::new(replica),
+            refresh_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(true),
-        }))
+        });
+        orders::enforce(&gateway).await;
+        Ok(gateway)
+    }
+
+    /// This replica's id, which names its audit log and its reports.
+    pub fn replica_id(&self) -> &str {
+        self.enforcement.replica()
     }
 
     /// Reloads the snapshot from the store and swaps it in. On failure the
     /// current snapshot stays in force.
+    ///
+    /// After the swap, orders that came into force are enforced on requests
+    /// already in flight (see [`orders::enforce`]).
     pub async fn refresh(&self) -> Result<(), RefreshError> {
+        let _serial = self.refresh_lock.lock().await;
         let contents = self.store.load().await?;
         let version = contents.version;
+        if version < self.snapshot.load().version {
+            // A newer snapshot was applied while this load ran.
+            return Ok(());
+        }
         let snapshot = Snapshot::build(contents, self.clock.now(), &self.policy)?;
         self.snapshot.store(Arc::new(snapshot));
         metrics::gauge!("portcullis_snapshot_version").set(version as f64);
+        orders::enforce(self).await;
         Ok(())
+    }
+
+    /// Enforces orders whose `effective_at` arrives while no write happens:
+    /// checks every `every` whether an order came into force.
+    pub async fn run_order_clock(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => orders::enforce(&self).await,
+            }
+        }
     }
 
     /// Whether the gateway can decide correctly now.
@@ -145,6 +204,15 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The replica id from config, `local` when unset.
+pub fn replica_id(config: &Config) -> String {
+    config
+        .server
+        .replica_id
+        .clone()
+        .unwrap_or_else(|| "local".to_owned())
 }
 
 async fn healthz() -> &'static str {
@@ -210,6 +278,14 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}", get(get_key).delete(delete_key))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
+        .route(
+            "/admin/v1/orders",
+            get(orders::list_orders).post(orders::create_order),
+        )
+        .route("/admin/v1/orders/preview", post(orders::preview_order))
+        .route("/admin/v1/orders/{id}", get(orders::get_order))
+        .route("/admin/v1/orders/{id}/lift", post(orders::lift_order))
+        .route("/admin/v1/replicas", get(orders::list_replicas))
         .route_layer(axum::middleware::from_fn_with_state(
             gateway.clone(),
             require_admin,

@@ -111,6 +111,7 @@ impl TestGateway {
             .unwrap();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.server.admin_listen = "127.0.0.1:0".parse().unwrap();
+        config.store.data_dir = Some(dir.path().to_path_buf());
         let gateway = Gateway::new(config.clone(), store, Arc::new(SystemClock), None)
             .await
             .unwrap();

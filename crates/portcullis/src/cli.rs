@@ -61,6 +61,13 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Legal orders: apply, preview, lift, list, show (with the receipt).
+    Orders {
+        #[command(subcommand)]
+        verb: crate::orders_cmd::OrderVerb,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Send a raw request to the admin API, e.g. `portcullis admin get /admin/v1/models`.
     Admin {
         /// get, post, put or delete.
@@ -149,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models { verb, connection } => resource(&connection, "models", verb).await,
         Command::Principals { verb, connection } => resource(&connection, "principals", verb).await,
         Command::Keys { verb, connection } => keys(&connection, verb).await,
+        Command::Orders { verb, connection } => crate::orders_cmd::run(&connection, verb).await,
         Command::Admin {
             method,
             path,

@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod demo;
+mod orders_cmd;
 mod serve;
 mod settings;
 

@@ -105,6 +105,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .context("cannot store config model")?;
     }
 
+    if config.store.data_dir.is_none() {
+        config.store.data_dir = Some(data_dir.clone());
+    }
     let gateway = Gateway::new(config.clone(), store.clone(), clock, install_metrics()).await?;
     let data_listener = TcpListener::bind(config.server.listen)
         .await
@@ -129,6 +132,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .watch_store(Duration::from_secs(1), shutdown.clone()),
     );
+    let order_clock = tokio::spawn(
+        gateway
+            .clone()
+            .run_order_clock(Duration::from_millis(100), shutdown.clone()),
+    );
     let data_plane = tokio::spawn(serve(
         data_listener,
         portcullis_gateway::data_router(gateway.clone()),
@@ -147,7 +155,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down: draining streams");
     gateway.set_ready(false);
     shutdown.cancel();
-    let _ = tokio::join!(data_plane, admin_plane, watcher);
+    let _ = tokio::join!(data_plane, admin_plane, watcher, order_clock);
+    if let Some(audit) = &gateway.audit
+        && let Err(error) = audit.flush().await
+    {
+        tracing::error!(%error, "cannot flush the audit log at shutdown");
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

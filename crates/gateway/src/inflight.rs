@@ -1,0 +1,211 @@
+//! The requests this replica is serving right now, by (principal, model), so
+//! that an order applied mid-request can stop exactly the affected ones.
+//!
+//! INVARIANT: a request registers *before* it loads the snapshot it decides
+//! with, and the snapshot swap happens *before* the registry is scanned. So
+//! every admitted request is either decided under the new snapshot or seen
+//! by the scan — none slips between the two.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+
+/// Why a request was stopped, set once before its token is cancelled.
+pub type CutReason = Arc<OnceLock<ApiError>>;
+
+struct Entry {
+    principal_id: Arc<str>,
+    model: Arc<str>,
+    streaming: bool,
+    token: CancellationToken,
+    reason: CutReason,
+}
+
+/// The registry of requests in flight.
+#[derive(Default)]
+pub struct Inflight {
+    next_id: AtomicU64,
+    entries: Mutex<HashMap<u64, Entry>>,
+}
+
+/// A request's registration; dropping it removes the request.
+pub struct InflightGuard {
+    registry: Arc<Inflight>,
+    id: u64,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut entries) = self.registry.entries.lock() {
+            entries.remove(&self.id);
+        }
+    }
+}
+
+/// What a registered request listens to.
+#[derive(Clone)]
+pub struct CutSignal {
+    pub token: CancellationToken,
+    pub reason: CutReason,
+}
+
+impl CutSignal {
+    /// The error to end the request with once cut, if a cut gave one.
+    pub fn reason(&self) -> Option<ApiError> {
+        self.reason.get().cloned()
+    }
+}
+
+/// One request in flight, as reported by a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InflightRequest {
+    pub principal_id: Arc<str>,
+    pub model: Arc<str>,
+    pub streaming: bool,
+}
+
+/// How many requests a cut stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CutCount {
+    pub streams: u64,
+    pub requests: u64,
+}
+
+impl Inflight {
+    /// Registers a request. `parent` is the process-wide token that ends
+    /// every stream at the shutdown deadline.
+    pub fn register(
+        self: &Arc<Self>,
+        principal_id: &str,
+        model: &str,
+        streaming: bool,
+        parent: &CancellationToken,
+    ) -> (InflightGuard, CutSignal) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let signal = CutSignal {
+            token: parent.child_token(),
+            reason: Arc::new(OnceLock::new()),
+        };
+        let entry = Entry {
+            principal_id: principal_id.into(),
+            model: model.into(),
+            streaming,
+            token: signal.token.clone(),
+            reason: signal.reason.clone(),
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(id, entry);
+        }
+        (
+            InflightGuard {
+                registry: self.clone(),
+                id,
+            },
+            signal,
+        )
+    }
+
+    /// Every request in flight.
+    pub fn snapshot(&self) -> Vec<InflightRequest> {
+        self.entries
+            .lock()
+            .map(|entries| {
+                entries
+                    .values()
+                    .map(|entry| InflightRequest {
+                        principal_id: entry.principal_id.clone(),
+                        model: entry.model.clone(),
+                        streaming: entry.streaming,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stops every request for which `verdict` returns an error, ending it
+    /// with that error. Returns how many were stopped.
+    pub fn cut_where(&self, mut verdict: impl FnMut(&str, &str) -> Option<ApiError>) -> CutCount {
+        let mut count = CutCount::default();
+        let Ok(entries) = self.entries.lock() else {
+            return count;
+        };
+        for entry in entries.values() {
+            if entry.token.is_cancelled() {
+                continue;
+            }
+            if let Some(error) = verdict(&entry.principal_id, &entry.model) {
+                let _ = entry.reason.set(error);
+                entry.token.cancel();
+                if entry.streaming {
+                    count.streams += 1;
+                } else {
+                    count.requests += 1;
+                }
+            }
+        }
+        count
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn denial() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "legal_restriction",
+            "order",
+            crate::error::ErrorSource::Policy,
+        )
+    }
+
+    #[test]
+    fn a_cut_stops_only_the_matching_requests_and_dropping_deregisters() {
+        let registry = Arc::new(Inflight::default());
+        let parent = CancellationToken::new();
+        let (bruno_guard, bruno) = registry.register("bruno", "mythos", true, &parent);
+        let (_alice_guard, alice) = registry.register("alice", "mythos", true, &parent);
+        let (_wait_guard, waiting) = registry.register("bruno", "mythos", false, &parent);
+        let count = registry.cut_where(|principal, _| (principal == "bruno").then(denial));
+        assert_eq!(
+            count,
+            CutCount {
+                streams: 1,
+                requests: 1
+            }
+        );
+        assert!(bruno.token.is_cancelled() && waiting.token.is_cancelled());
+        assert_eq!(bruno.reason().map(|e| e.code), Some("legal_restriction"));
+        assert!(!alice.token.is_cancelled());
+        // A second scan does not count the same request twice.
+        let again = registry.cut_where(|principal, _| (principal == "bruno").then(denial));
+        assert_eq!(again, CutCount::default());
+        assert_eq!(registry.len(), 3);
+        drop(bruno_guard);
+        assert_eq!(registry.len(), 2);
+    }
+
+    #[test]
+    fn the_shutdown_token_reaches_every_request() {
+        let registry = Arc::new(Inflight::default());
+        let parent = CancellationToken::new();
+        let (_guard, signal) = registry.register("alice", "haiku", true, &parent);
+        parent.cancel();
+        assert!(signal.token.is_cancelled());
+        assert!(signal.reason().is_none());
+    }
+}
