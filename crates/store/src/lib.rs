@@ -5,10 +5,13 @@
 //!
 //! Every write runs in a transaction that bumps the store version, and the new
 //! version is published on a `watch` channel after commit so the gateway can
-//! rebuild its snapshot. This crate is the only one (apart from the audit
+//! rebuild its snapshot. On PostgreSQL the same transaction also sends
+//! `NOTIFY` with the version, so replicas in other processes hear of it
+//! through a [`StoreListener`]. This crate is the only one (apart from the audit
 //! log, which owns its `audit_*` tables) that contains SQL. The request path
 //! never calls it: it reads the snapshot built from [`StoreContents`].
 
+mod listen;
 mod orders;
 mod rows;
 mod screening;
@@ -23,6 +26,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::watch;
 
+pub use listen::{NOTIFY_CHANNEL, StoreEvent, StoreListener};
 pub use orders::{NewOrder, OrderApplication, OrderLift, ReplicaStatus, StoredOrder};
 pub use rows::{Admin, AdminRole, PolicySource};
 pub use screening::{ScreeningListFile, StoredScreeningList};
@@ -59,6 +63,8 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("cannot encode {what}: {detail}")]
     Encode { what: &'static str, detail: String },
+    #[error("change notifications need a postgres: store; poll the version instead")]
+    NotificationsUnsupported,
 }
 
 impl StoreError {
@@ -692,17 +698,27 @@ async fn current_version(pool: &AnyPool) -> Result<StoreVersion, StoreError> {
     )
 }
 
+/// Bumps the store version inside a write transaction and returns the new
+/// version. On PostgreSQL it also queues a notification carrying only that
+/// version on [`NOTIFY_CHANNEL`]: PostgreSQL delivers it when, and only if,
+/// the transaction commits, so a listener never hears of a rolled-back write.
 pub(crate) async fn bump_version(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
 ) -> Result<StoreVersion, StoreError> {
-    Ok(
-        sqlx::query(
-            "UPDATE store_version SET version = version + 1 WHERE id = 1 RETURNING version",
-        )
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?,
+    let version: StoreVersion = sqlx::query(
+        "UPDATE store_version SET version = version + 1 WHERE id = 1 RETURNING version",
     )
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    if tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(version.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(version)
 }
 
 pub(crate) fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
