@@ -20,7 +20,13 @@ pub struct Config {
     pub location: LocationConfig,
     pub policy: PolicyConfig,
     pub audit: AuditSettings,
+    /// OIDC issuers whose JWTs are accepted as bearer credentials besides
+    /// API keys. Absent: API keys only.
+    pub oidc: Option<portcullis_oidc::OidcConfig>,
     pub orders: OrdersConfig,
+    pub replica: ReplicaConfig,
+    pub safeguards: crate::guard::SafeguardsConfig,
+    pub governance: GovernanceConfig,
     /// Models declared in config; they are upserted into the store at start.
     pub models: Vec<ModelDraft>,
 }
@@ -44,7 +50,8 @@ pub struct ServerConfig {
     pub stream_idle_timeout_ms: u64,
     /// How long shutdown waits for running streams before cutting them.
     pub shutdown_grace_ms: u64,
-    /// This replica's name in logs, metrics and the audit log.
+    /// This replica's name in logs, metrics and the audit log. The older
+    /// spelling of `replica.id`, still accepted.
     pub replica_id: Option<String>,
 }
 
@@ -83,6 +90,22 @@ impl ServerConfig {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Control-plane governance: who must agree before a change takes effect.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GovernanceConfig {
+    /// Whether releasing a model and lifting an order need the approval of
+    /// a second admin. Unset means on, except under `--demo`.
+    pub two_person_rule: Option<bool>,
+}
+
+impl GovernanceConfig {
+    /// The rule in force: on unless switched off explicitly.
+    pub fn two_person_rule(&self) -> bool {
+        self.two_person_rule.unwrap_or(true)
     }
 }
 
@@ -166,7 +189,7 @@ pub struct LocationConfig {
 }
 
 /// How access is decided.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// The definition profile that says who is a US person: `ear`,
@@ -261,6 +284,41 @@ impl Default for OrdersConfig {
     }
 }
 
+/// This process as one replica of a deployment that shares a store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicaConfig {
+    /// This replica's name in its reports, its audit log origin and logs.
+    /// Defaults to `server.replica_id`, then to `local`.
+    pub id: Option<String>,
+    /// How long a replica on a shared (PostgreSQL) store may go without
+    /// confirming its snapshot with the store before it refuses models
+    /// tagged `fail_closed` and reports not ready.
+    pub staleness_bound_ms: u64,
+    /// How often the store version is polled, as a safety net beside
+    /// notifications; each successful poll confirms the snapshot.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            id: None,
+            staleness_bound_ms: 2_000,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+impl ReplicaConfig {
+    pub fn staleness_bound(&self) -> Duration {
+        Duration::from_millis(self.staleness_bound_ms)
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("`{field}` is invalid: {reason}")]
@@ -278,6 +336,23 @@ impl Config {
             return Err(invalid(
                 "audit.enabled",
                 "the audit log cannot be turned off in a deployment; `false` is a benchmark-only switch that also needs PORTCULLIS_BENCHMARK_ONLY_AUDIT_OFF=1",
+            ));
+        }
+        if let (Some(id), Some(legacy)) = (&self.replica.id, &self.server.replica_id)
+            && id != legacy
+        {
+            return Err(invalid(
+                "replica.id",
+                "differs from `server.replica_id`; set only `replica.id`",
+            ));
+        }
+        if self.replica.poll_interval_ms == 0 {
+            return Err(invalid("replica.poll_interval_ms", "must be greater than 0"));
+        }
+        if self.replica.staleness_bound_ms <= self.replica.poll_interval_ms {
+            return Err(invalid(
+                "replica.staleness_bound_ms",
+                "must be greater than `replica.poll_interval_ms`, or an idle replica would go stale between two polls",
             ));
         }
         if self.server.max_body_bytes < 1024 {
@@ -362,6 +437,14 @@ mod tests {
             (
                 r#"{"location": {"default_country": "usa"}}"#,
                 "location.default_country",
+            ),
+            (
+                r#"{"replica": {"staleness_bound_ms": 1000, "poll_interval_ms": 1000}}"#,
+                "replica.staleness_bound_ms",
+            ),
+            (
+                r#"{"replica": {"id": "a"}, "server": {"replica_id": "b"}}"#,
+                "replica.id",
             ),
             (
                 r#"{"models": [{"name": "a", "provider": "openai", "state": "released"}]}"#,

@@ -26,11 +26,13 @@ use crate::inflight::{CutSignal, InflightGuard};
 use crate::mock;
 use crate::policy::request_context;
 use crate::request_id::RequestId;
-use crate::snapshot::{KeyEntry, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::sse::{SseEvent, SseSplitter};
 use crate::translate::{self, AnthropicToOpenAiStream, OpenAiToAnthropicStream};
 use crate::upstream::{UpstreamAnswer, provider_format, upstream_error_message};
+use portcullis_domain::PrincipalAttributes;
 use portcullis_policy::{Action, PrincipalRef};
+use sha2::{Digest, Sha256};
 
 /// Headers that must not name a model different from the body's.
 const MODEL_OVERRIDE_HEADERS: &[&str] = &["x-model", "model", "x-portcullis-model"];
@@ -127,10 +129,10 @@ impl DecisionRecord {
         self.entry.as_mut()
     }
 
-    fn authenticated(&mut self, key: &KeyEntry) {
+    fn authenticated(&mut self, caller: &Caller) {
         if let Some(entry) = self.entry() {
-            entry.principal_id = Some(key.principal.id.clone());
-            entry.credential_id = Some(key.key.id.clone());
+            entry.principal_id = Some(caller.principal_id().to_owned());
+            entry.credential_id = Some(caller.credential_id().to_owned());
         }
     }
 
@@ -212,15 +214,93 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-fn authenticate<'s>(
+/// Who is calling: the principal behind an API key, or the principal a
+/// verified OIDC token describes.
+pub enum Caller {
+    Key {
+        principal_id: String,
+        key_id: String,
+    },
+    /// A token's principal carries its attributes with it. When the store
+    /// also knows the principal, the store's `active` flag and screening
+    /// result override the token's: a deactivation or a denied-party match
+    /// recorded by the operator must not be undone by an identity provider.
+    Token {
+        attributes: Arc<PrincipalAttributes>,
+        token_id: String,
+    },
+}
+
+impl Caller {
+    pub fn principal_id(&self) -> &str {
+        match self {
+            Caller::Key { principal_id, .. } => principal_id,
+            Caller::Token { attributes, .. } => &attributes.id,
+        }
+    }
+
+    pub fn credential_id(&self) -> &str {
+        match self {
+            Caller::Key { key_id, .. } => key_id,
+            Caller::Token { token_id, .. } => token_id,
+        }
+    }
+
+    pub fn principal_ref(&self) -> PrincipalRef<'_> {
+        match self {
+            Caller::Key { principal_id, .. } => PrincipalRef::Id(principal_id),
+            Caller::Token { attributes, .. } => PrincipalRef::Attributes(attributes),
+        }
+    }
+
+    /// The attributes to judge in-flight requests by when the snapshot does
+    /// not hold the principal.
+    pub fn carried_attributes(&self) -> Option<Arc<PrincipalAttributes>> {
+        match self {
+            Caller::Key { .. } => None,
+            Caller::Token { attributes, .. } => Some(attributes.clone()),
+        }
+    }
+}
+
+/// Authenticates an API key against the snapshot, or a JWT against the
+/// configured OIDC issuers. Every failure is the same 401, so the answer
+/// tells an attacker nothing; the reason is logged.
+async fn authenticate(
     gateway: &Gateway,
-    snapshot: &'s Snapshot,
+    snapshot: &Snapshot,
     headers: &HeaderMap,
-) -> Result<&'s KeyEntry, ApiError> {
+) -> Result<Caller, ApiError> {
     let secret = presented_key(headers).ok_or_else(ApiError::unauthenticated)?;
-    snapshot
-        .authenticate(secret, gateway.clock.now())
-        .ok_or_else(ApiError::unauthenticated)
+    if let Some(entry) = snapshot.authenticate(secret, gateway.clock.now()) {
+        return Ok(Caller::Key {
+            principal_id: entry.principal.id.clone(),
+            key_id: entry.key.id.clone(),
+        });
+    }
+    let Some(oidc) = gateway
+        .oidc
+        .as_ref()
+        .filter(|_| portcullis_oidc::looks_like_jwt(secret))
+    else {
+        return Err(ApiError::unauthenticated());
+    };
+    let token = oidc.authenticate(secret).await.map_err(|rejection| {
+        metrics::counter!("portcullis_token_rejections_total", "reason" => rejection.reason())
+            .increment(1);
+        tracing::debug!(reason = rejection.reason(), "bearer token refused");
+        ApiError::unauthenticated()
+    })?;
+    let mut attributes = token.attributes;
+    if let Some(stored) = snapshot.principals.get(&attributes.id) {
+        attributes.active = stored.attributes.active;
+        attributes.screening = stored.attributes.screening.clone();
+    }
+    let digest = Sha256::digest(secret.as_bytes());
+    Ok(Caller::Token {
+        token_id: format!("jwt_{}", hex::encode(&digest[..8])),
+        attributes: Arc::new(attributes),
+    })
 }
 
 async fn read_body(gateway: &Gateway, parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
@@ -348,9 +428,8 @@ async fn handle(
     record: &mut DecisionRecord,
 ) -> Result<Response, ApiError> {
     let snapshot = gateway.snapshot.load_full();
-    let key = authenticate(gateway, &snapshot, &parts.headers)?;
-    record.authenticated(key);
-    let principal_id = key.principal.id.clone();
+    let caller = authenticate(gateway, &snapshot, &parts.headers).await?;
+    record.authenticated(&caller);
     drop(snapshot);
     let bytes = read_body(gateway, parts, body).await?;
     let body = parse_body(&bytes)?;
@@ -362,19 +441,31 @@ async fn handle(
     // Register before loading the snapshot that decides: an order applied
     // from here on either is in that snapshot or finds this request in the
     // registry (see `inflight`).
-    let (inflight, cut) =
-        gateway
-            .inflight
-            .register(&principal_id, &model_name, stream, &gateway.stream_cut);
+    let (inflight, cut) = gateway.inflight.register(
+        caller.principal_id(),
+        caller.carried_attributes(),
+        &model_name,
+        stream,
+        &gateway.stream_cut,
+    );
     let now = gateway.clock.now();
     let snapshot = gateway.snapshot.load_full();
     let model = snapshot
         .model(&model_name)
         .cloned()
         .ok_or_else(|| ApiError::model_not_found(&model_name))?;
+    // A restricted model is decided only on a snapshot the store confirmed
+    // within the staleness bound: an older one may miss an order or a
+    // revocation, so it fails closed.
+    if model.is_restricted() && !gateway.replica_is_current(now) {
+        return Err(ApiError::policy_state_unconfirmed(
+            &model.name,
+            gateway.replica.retry_after_seconds(),
+        ));
+    }
     let context = request_context(&gateway.config.location, parts, now);
     let decision = snapshot.engine.decide(
-        PrincipalRef::Id(&principal_id),
+        caller.principal_ref(),
         &model.name,
         Action::Invoke,
         &context,
@@ -382,6 +473,13 @@ async fn handle(
     record.decided(&snapshot, &model.name, now, &decision);
     check_decision(gateway, &model.name, decision)?;
     drop(snapshot);
+    let safeguard_outcome = gateway.safeguards.check_input(&model, &body).await?;
+    if let Some(rejection) = safeguard_outcome
+        .as_ref()
+        .and_then(crate::guard::SafeguardOutcome::rejection)
+    {
+        return Err(rejection);
+    }
     let upstream_format = provider_format(model.provider, format);
     if model.provider == Provider::Mock {
         let mock = serve_mock(
@@ -452,7 +550,7 @@ async fn handle(
         }
         UpstreamAnswer::Complete(bytes) => {
             if upstream_format == format {
-                Ok(json_response(bytes))
+                guarded_json_response(gateway, &model, format, bytes)
             } else {
                 let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
                     ApiError::upstream(
@@ -471,7 +569,7 @@ async fn handle(
                         translate::openai_response_to_anthropic(&value, &model.name)?
                     }
                 };
-                Ok(json_response(Bytes::from(translated.to_string())))
+                guarded_json_response(gateway, &model, format, Bytes::from(translated.to_string()))
             }
         }
         UpstreamAnswer::Stream(upstream) => {
@@ -484,15 +582,21 @@ async fn handle(
                 &body,
             );
             let upstream = upstream.map(|item| item.map_err(|_| ())).boxed();
-            Ok(stream_response(Relay::new(
-                gateway,
-                upstream,
-                translator,
-                format,
-                upstream_format,
-                request_id,
-                (inflight, cut),
-            )))
+            let output_guard = gateway
+                .safeguards
+                .stream_guard(&model, format, request_id)?;
+            Ok(stream_response(
+                Relay::new(
+                    gateway,
+                    upstream,
+                    translator,
+                    format,
+                    upstream_format,
+                    request_id,
+                    (inflight, cut),
+                )
+                .with_output_guard(output_guard),
+            ))
         }
     }
 }
@@ -595,22 +699,39 @@ async fn serve_mock(
     }
     if !stream {
         let body = mock::complete_body(format, &plan, &model.upstream_model);
-        return Ok(json_response(Bytes::from(body.to_string())));
+        return guarded_json_response(gateway, model, format, Bytes::from(body.to_string()));
     }
     let default_interval = Duration::from_millis(gateway.config.mock.token_interval_ms);
     let interval = mock::token_interval(&parts.headers, default_interval);
     let upstream = mock::stream_frames(format, plan, model.upstream_model.clone(), interval)
         .map(|item| item.map_err(|_| ()))
         .boxed();
-    Ok(stream_response(Relay::new(
-        gateway,
-        upstream,
-        Translator::None,
-        format,
-        format,
-        request_id,
-        (inflight, cut.clone()),
-    )))
+    let output_guard = gateway.safeguards.stream_guard(model, format, request_id)?;
+    Ok(stream_response(
+        Relay::new(
+            gateway,
+            upstream,
+            Translator::None,
+            format,
+            format,
+            request_id,
+            (inflight, cut.clone()),
+        )
+        .with_output_guard(output_guard),
+    ))
+}
+
+/// A whole answer, after the output guard has read it (see `guard`).
+fn guarded_json_response(
+    gateway: &Gateway,
+    model: &Model,
+    format: ApiFormat,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    let (bytes, _output_outcome) = gateway
+        .safeguards
+        .guard_complete_response(model, format, bytes)?;
+    Ok(json_response(bytes))
 }
 
 fn json_response(bytes: Bytes) -> Response {
@@ -712,6 +833,8 @@ struct Relay {
     /// the shutdown deadline.
     cut: CutSignal,
     finished: bool,
+    /// Holds text events until the output classifier has passed them.
+    output_guard: Option<crate::guard::StreamOutputGuard>,
     _active: ActiveStream,
     /// Keeps the request registered while the stream runs.
     _inflight: InflightGuard,
@@ -738,13 +861,35 @@ impl Relay {
             idle_timeout: gateway.config.server.stream_idle_timeout(),
             cut,
             finished: false,
+            output_guard: None,
             _active: ActiveStream::start(),
             _inflight: inflight,
         }
     }
 
+    fn with_output_guard(mut self, guard: Option<crate::guard::StreamOutputGuard>) -> Self {
+        self.output_guard = guard;
+        self
+    }
+
+    /// Queues client frames, through the output guard when there is one.
+    fn emit(&mut self, frames: Vec<Bytes>) {
+        match &mut self.output_guard {
+            None => self.pending.extend(frames),
+            Some(guard) => {
+                let release = guard.on_frames(frames);
+                self.pending.extend(release.frames);
+                self.finished |= release.stopped;
+            }
+        }
+    }
+
     fn fail(&mut self, error: ApiError) {
         metrics::counter!("portcullis_stream_errors_total", "code" => error.code).increment(1);
+        // Text still held was never screened in full: it is dropped, not sent.
+        if let Some(guard) = &mut self.output_guard {
+            guard.discard_held();
+        }
         self.pending
             .push_back(error.sse_frame(self.client_format, &self.request_id));
         self.finished = true;
@@ -775,20 +920,16 @@ impl Relay {
         let terminal = self.is_terminal(&event);
         let upstream_error = self.is_upstream_error(&event);
         let result = match &mut self.translator {
-            Translator::None => {
-                self.pending.push_back(event.raw.clone());
-                Ok(())
-            }
-            Translator::OpenAiToAnthropic(t) => {
-                t.on_event(&event).map(|frames| self.pending.extend(frames))
-            }
-            Translator::AnthropicToOpenAi(t) => {
-                t.on_event(&event).map(|frames| self.pending.extend(frames))
-            }
+            Translator::None => Ok(vec![event.raw.clone()]),
+            Translator::OpenAiToAnthropic(t) => t.on_event(&event),
+            Translator::AnthropicToOpenAi(t) => t.on_event(&event),
         };
-        if let Err(error) = result {
-            self.fail(error);
-            return;
+        match result {
+            Ok(frames) => self.emit(frames),
+            Err(error) => {
+                self.fail(error);
+                return;
+            }
         }
         if terminal || upstream_error {
             if upstream_error {
@@ -805,6 +946,13 @@ impl Relay {
                 return Some(frame);
             }
             if self.finished {
+                if let Some(guard) = &mut self.output_guard {
+                    let release = guard.finish();
+                    if !release.frames.is_empty() {
+                        self.pending.extend(release.frames);
+                        continue;
+                    }
+                }
                 return None;
             }
             if let Some(event) = self.splitter.next_event() {
@@ -816,6 +964,14 @@ impl Relay {
                 _ = self.cut.token.cancelled() => {
                     let error = self.cut.reason().unwrap_or_else(shutdown_cut);
                     self.fail(error);
+                    continue;
+                }
+                _ = crate::guard::hold_back_deadline(self.output_guard.as_ref()) => {
+                    if let Some(guard) = &mut self.output_guard {
+                        let release = guard.on_tick();
+                        self.pending.extend(release.frames);
+                        self.finished |= release.stopped;
+                    }
                     continue;
                 }
                 next = tokio::time::timeout(self.idle_timeout, self.upstream.next()) => next,
@@ -871,15 +1027,27 @@ pub async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) 
     } else {
         ApiFormat::OpenAi
     };
+    let mut record = DecisionRecord::new("models.list", &request_id, &gateway);
     let snapshot = gateway.snapshot.load_full();
-    let key = match authenticate(&gateway, &snapshot, &parts.headers) {
-        Ok(key) => key,
-        Err(error) => return error.into_response_for(format, &request_id),
+    let caller = match authenticate(&gateway, &snapshot, &parts.headers).await {
+        Ok(caller) => caller,
+        Err(error) => {
+            let response = error.into_response_for(format, &request_id);
+            record.finish(&gateway, response.status().as_u16()).await;
+            return response;
+        }
     };
-    let context = request_context(&gateway.config.location, &parts, gateway.clock.now());
+    record.authenticated(&caller);
+    let now = gateway.clock.now();
+    if let Some(entry) = record.entry() {
+        entry.time = now;
+        entry.snapshot_version = snapshot.version;
+        entry.definition_profile = Some(snapshot.engine.profile().name().to_owned());
+    }
+    let context = request_context(&gateway.config.location, &parts, now);
     let visible: Vec<&Model> = snapshot
         .engine
-        .allowed_models(PrincipalRef::Id(&key.principal.id), &context)
+        .allowed_models(caller.principal_ref(), &context)
         .unwrap_or_default();
     let body = match format {
         ApiFormat::OpenAi => json!({
@@ -893,6 +1061,7 @@ pub async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) 
             "last_id": visible.last().map(|m| m.name.clone()),
         }),
     };
+    record.finish(&gateway, 200).await;
     json_response(Bytes::from(body.to_string()))
 }
 

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
+use portcullis_domain::PrincipalAttributes;
+
 use crate::error::ApiError;
 
 /// Why a request was stopped, set once before its token is cancelled.
@@ -19,6 +21,9 @@ pub type CutReason = Arc<OnceLock<ApiError>>;
 
 struct Entry {
     principal_id: Arc<str>,
+    /// The attributes a token-authenticated caller brought, which the
+    /// snapshot does not hold.
+    attributes: Option<Arc<PrincipalAttributes>>,
     model: Arc<str>,
     streaming: bool,
     token: CancellationToken,
@@ -61,9 +66,10 @@ impl CutSignal {
 }
 
 /// One request in flight, as reported by a scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct InflightRequest {
     pub principal_id: Arc<str>,
+    pub attributes: Option<Arc<PrincipalAttributes>>,
     pub model: Arc<str>,
     pub streaming: bool,
 }
@@ -81,6 +87,7 @@ impl Inflight {
     pub fn register(
         self: &Arc<Self>,
         principal_id: &str,
+        attributes: Option<Arc<PrincipalAttributes>>,
         model: &str,
         streaming: bool,
         parent: &CancellationToken,
@@ -92,6 +99,7 @@ impl Inflight {
         };
         let entry = Entry {
             principal_id: principal_id.into(),
+            attributes,
             model: model.into(),
             streaming,
             token: signal.token.clone(),
@@ -118,6 +126,7 @@ impl Inflight {
                     .values()
                     .map(|entry| InflightRequest {
                         principal_id: entry.principal_id.clone(),
+                        attributes: entry.attributes.clone(),
                         model: entry.model.clone(),
                         streaming: entry.streaming,
                     })
@@ -126,9 +135,13 @@ impl Inflight {
             .unwrap_or_default()
     }
 
-    /// Stops every request for which `verdict` returns an error, ending it
-    /// with that error. Returns how many were stopped.
-    pub fn cut_where(&self, mut verdict: impl FnMut(&str, &str) -> Option<ApiError>) -> CutCount {
+    /// Stops every request for which `verdict` (given the principal id, the
+    /// attributes the caller carried if any, and the model) returns an
+    /// error, ending it with that error. Returns how many were stopped.
+    pub fn cut_where(
+        &self,
+        mut verdict: impl FnMut(&str, Option<&PrincipalAttributes>, &str) -> Option<ApiError>,
+    ) -> CutCount {
         let mut count = CutCount::default();
         let Ok(entries) = self.entries.lock() else {
             return count;
@@ -137,7 +150,11 @@ impl Inflight {
             if entry.token.is_cancelled() {
                 continue;
             }
-            if let Some(error) = verdict(&entry.principal_id, &entry.model) {
+            if let Some(error) = verdict(
+                &entry.principal_id,
+                entry.attributes.as_deref(),
+                &entry.model,
+            ) {
                 let _ = entry.reason.set(error);
                 entry.token.cancel();
                 if entry.streaming {
@@ -177,10 +194,10 @@ mod tests {
     fn a_cut_stops_only_the_matching_requests_and_dropping_deregisters() {
         let registry = Arc::new(Inflight::default());
         let parent = CancellationToken::new();
-        let (bruno_guard, bruno) = registry.register("bruno", "mythos", true, &parent);
-        let (_alice_guard, alice) = registry.register("alice", "mythos", true, &parent);
-        let (_wait_guard, waiting) = registry.register("bruno", "mythos", false, &parent);
-        let count = registry.cut_where(|principal, _| (principal == "bruno").then(denial));
+        let (bruno_guard, bruno) = registry.register("bruno", None, "mythos", true, &parent);
+        let (_alice_guard, alice) = registry.register("alice", None, "mythos", true, &parent);
+        let (_wait_guard, waiting) = registry.register("bruno", None, "mythos", false, &parent);
+        let count = registry.cut_where(|principal, _, _| (principal == "bruno").then(denial));
         assert_eq!(
             count,
             CutCount {
@@ -192,7 +209,7 @@ mod tests {
         assert_eq!(bruno.reason().map(|e| e.code), Some("legal_restriction"));
         assert!(!alice.token.is_cancelled());
         // A second scan does not count the same request twice.
-        let again = registry.cut_where(|principal, _| (principal == "bruno").then(denial));
+        let again = registry.cut_where(|principal, _, _| (principal == "bruno").then(denial));
         assert_eq!(again, CutCount::default());
         assert_eq!(registry.len(), 3);
         drop(bruno_guard);
@@ -203,7 +220,7 @@ mod tests {
     fn the_shutdown_token_reaches_every_request() {
         let registry = Arc::new(Inflight::default());
         let parent = CancellationToken::new();
-        let (_guard, signal) = registry.register("alice", "haiku", true, &parent);
+        let (_guard, signal) = registry.register("alice", None, "haiku", true, &parent);
         parent.cancel();
         assert!(signal.token.is_cancelled());
         assert!(signal.reason().is_none());

@@ -8,14 +8,20 @@
 
 pub mod admin;
 pub mod audit;
+pub mod audit_api;
 pub mod config;
 pub mod dataplane;
 pub mod error;
+pub mod governance;
+pub mod guard;
 pub mod inflight;
 pub mod mock;
 pub mod orders;
 pub mod policy;
+pub mod policy_admin;
+pub mod replica;
 pub mod request_id;
+pub mod screening;
 pub mod server;
 pub mod snapshot;
 pub mod sse;
@@ -52,10 +58,17 @@ pub struct Gateway {
     /// This replica's audit log; `None` only in benchmark runs with the log
     /// switched off.
     pub audit: Option<audit::GatewayAudit>,
+    /// Verifies OIDC bearer tokens, when issuers are configured.
+    pub oidc: Option<Arc<portcullis_oidc::OidcAuthenticator>>,
     /// Requests being served now, so an order can stop the affected ones.
     pub inflight: Arc<inflight::Inflight>,
     /// Orders this replica enforces, and the applied/lifted bookkeeping.
     pub enforcement: orders::Enforcement,
+    /// The cyber-misuse safeguards: the loaded cascade and its profiles.
+    pub safeguards: guard::Safeguards,
+    /// What this replica has applied and when it last confirmed it with the
+    /// store, which decides whether `fail_closed` models may be served.
+    pub replica: replica::ReplicaState,
     /// Serialises snapshot rebuilds so versions are applied in order.
     refresh_lock: tokio::sync::Mutex<()>,
     ready: AtomicBool,
@@ -69,8 +82,12 @@ pub enum GatewayError {
     Store(#[from] portcullis_store::StoreError),
     #[error(transparent)]
     Policy(#[from] policy::PolicySetupError),
+    #[error("invalid OIDC configuration: {0}")]
+    Oidc(#[from] portcullis_oidc::OidcConfigError),
     #[error("cannot open the audit log: {0}")]
     Audit(#[from] audit::AuditSetupError),
+    #[error(transparent)]
+    Safeguards(#[from] guard::GuardSetupError),
 }
 
 /// Why a snapshot could not be refreshed. The current snapshot stays.
@@ -97,7 +114,16 @@ impl Gateway {
         let policy = policy::PolicyBase::from_config(&config)?;
         let contents = store.load().await?;
         let snapshot = Snapshot::build(contents, clock.now(), &policy)?;
+        let safeguards = guard::Safeguards::from_config(&config.safeguards)?;
+        safeguards.check_models(snapshot.models_in_order().map(|model| model.as_ref()))?;
         let replica = replica_id(&config);
+        let replica_state = replica::ReplicaState::new(
+            replica.clone(),
+            store.backend(),
+            &config.replica,
+            snapshot.version,
+            clock.now(),
+        );
         let audit = if config.audit.enabled {
             let data_dir = config
                 .store
@@ -109,7 +135,15 @@ impl Gateway {
             tracing::warn!("the audit log is OFF: this is a benchmark-only mode");
             None
         };
+        let oidc = config
+            .oidc
+            .clone()
+            .filter(|oidc| !oidc.issuers.is_empty())
+            .map(|oidc| portcullis_oidc::OidcAuthenticator::new(oidc, clock.clone()))
+            .transpose()?
+            .map(Arc::new);
         let gateway = Arc::new(Self {
+            oidc,
             policy,
             config,
             store,
@@ -121,6 +155,8 @@ impl Gateway {
             audit,
             inflight: Arc::new(inflight::Inflight::default()),
             enforcement: orders::Enforcement::new(replica),
+            safeguards,
+            replica: replica_state,
             refresh_lock: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(true),
         });
@@ -148,6 +184,7 @@ impl Gateway {
         }
         let snapshot = Snapshot::build(contents, self.clock.now(), &self.policy)?;
         self.snapshot.store(Arc::new(snapshot));
+        self.replica.record_applied(version, self.clock.now());
         metrics::gauge!("portcullis_snapshot_version").set(version as f64);
         orders::enforce(self).await;
         Ok(())
@@ -166,52 +203,39 @@ impl Gateway {
         }
     }
 
-    /// Whether the gateway can decide correctly now.
+    /// Whether the gateway can decide correctly now: it is not shutting
+    /// down, and its snapshot is confirmed within the staleness bound.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.replica_is_current(self.clock.now())
+    }
+
+    /// Whether this replica's snapshot may decide requests for models tagged
+    /// `fail_closed` at `now` (see [`replica`]).
+    pub fn replica_is_current(&self, now: jiff::Timestamp) -> bool {
+        self.replica.is_current(now)
     }
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
-    /// Keeps the snapshot current: reloads on every version published by this
-    /// process's store handle, and polls the stored version as a safety net
-    /// for writes made by other processes.
+    /// Keeps the snapshot current until `stop`: listens for notifications
+    /// on PostgreSQL, polls the stored version every `poll_every` on both
+    /// backends, confirms the snapshot on every answer and reports this
+    /// replica's state to the store (see [`replica::watch_store`]).
     pub async fn watch_store(self: Arc<Self>, poll_every: Duration, stop: CancellationToken) {
-        let mut versions = self.store.subscribe();
-        let mut poll = tokio::time::interval(poll_every);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                changed = versions.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                _ = poll.tick() => {}
-            }
-            let current = self.snapshot.load().version;
-            match self.store.version().await {
-                Ok(version) if version != current => {
-                    if let Err(error) = self.refresh().await {
-                        tracing::warn!(%error, "snapshot reload failed; keeping the current snapshot");
-                    }
-                }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "cannot read the store version"),
-            }
-        }
+        replica::watch_store(self, poll_every, stop).await;
     }
 }
 
-/// The replica id from config, `local` when unset.
+/// The replica id from config (`replica.id`, or its older spelling
+/// `server.replica_id`), `local` when unset.
 pub fn replica_id(config: &Config) -> String {
     config
-        .server
-        .replica_id
+        .replica
+        .id
         .clone()
+        .or_else(|| config.server.replica_id.clone())
         .unwrap_or_else(|| "local".to_owned())
 }
 
@@ -278,6 +302,13 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/v1/keys", get(list_keys).post(create_key))
         .route("/admin/v1/keys/{id}", get(get_key).delete(delete_key))
         .route("/admin/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/admin/v1/audit", get(audit_api::search))
+        .route("/admin/v1/audit/checkpoints", get(audit_api::checkpoints))
+        .route("/admin/v1/audit/proof", get(audit_api::proof))
+        .route(
+            "/admin/v1/principals/{id}/screening/clear",
+            post(screening::clear_screening),
+        )
         .route(
             "/admin/v1/orders",
             get(orders::list_orders).post(orders::create_order),
@@ -286,6 +317,54 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/v1/orders/{id}", get(orders::get_order))
         .route("/admin/v1/orders/{id}/lift", post(orders::lift_order))
         .route("/admin/v1/replicas", get(orders::list_replicas))
+        .route("/admin/v1/policies", get(policy_admin::list_policies))
+        .route(
+            "/admin/v1/policies/{id}",
+            get(policy_admin::get_policy)
+                .put(policy_admin::put_policy)
+                .delete(policy_admin::delete_policy),
+        )
+        .route("/admin/v1/findings", get(list_findings).post(create_finding))
+        .route("/admin/v1/findings/{id}", get(get_finding))
+        .route(
+            "/admin/v1/models/{name}/transitions",
+            get(governance::list_transitions).post(governance::create_transition),
+        )
+        .route("/admin/v1/approvals", get(governance::list_approvals))
+        .route("/admin/v1/approvals/{id}", get(governance::get_approval))
+        .route("/admin/v1/approvals/{id}/approve", post(governance::approve))
+        .route("/admin/v1/approvals/{id}/reject", post(governance::reject))
+        .route(
+            "/admin/v1/admins",
+            get(governance::list_admins).post(governance::create_admin),
+        )
+        .route(
+            "/admin/v1/reviews",
+            get(governance::list_reviews).post(governance::create_review),
+        )
+        .route("/admin/v1/reviews/{id}", get(governance::get_review))
+        .route(
+            "/admin/v1/reviews/{id}/evidence",
+            post(governance::add_review_evidence),
+        )
+        .route("/admin/v1/reviews/{id}/access", post(governance::grant_access))
+        .route(
+            "/admin/v1/reviews/{id}/conclude",
+            post(governance::conclude_review),
+        )
+        .route("/admin/v1/evidence/{id}", get(governance::get_evidence))
+        .route(
+            "/admin/v1/findings/{id}/transitions",
+            get(governance::list_finding_events).post(governance::create_finding_event),
+        )
+        .route(
+            "/admin/v1/findings/{id}/evidence",
+            post(governance::add_finding_evidence),
+        )
+        .route(
+            "/admin/v1/reports/{kind}/{id}",
+            get(governance::report::get_report),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             gateway.clone(),
             require_admin,

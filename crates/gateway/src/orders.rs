@@ -96,17 +96,19 @@ pub async fn enforce(gateway: &Gateway) {
     // only new ones, so a request can never outlive an order that covers it.
     let contact = gateway.config.legal.contact.clone();
     let mut cut_by: BTreeMap<String, u64> = BTreeMap::new();
-    let count = gateway.inflight.cut_where(|principal_id, model_name| {
-        let principal = engine.principal(principal_id)?;
-        let model = engine.model(model_name)?;
-        let order = in_force
-            .iter()
-            .find(|order| order.denies(principal, model, engine.profiles(), now))?;
-        if let Some(id) = &order.id {
-            *cut_by.entry(id.clone()).or_default() += 1;
-        }
-        Some(order_error(model_name, order, &contact))
-    });
+    let count = gateway
+        .inflight
+        .cut_where(|principal_id, carried, model_name| {
+            let principal = carried.or_else(|| engine.principal(principal_id))?;
+            let model = engine.model(model_name)?;
+            let order = in_force
+                .iter()
+                .find(|order| order.denies(principal, model, engine.profiles(), now))?;
+            if let Some(id) = &order.id {
+                *cut_by.entry(id.clone()).or_default() += 1;
+            }
+            Some(order_error(model_name, order, &contact))
+        });
     let applied_at = now;
     if count.streams + count.requests > 0 {
         metrics::counter!("portcullis_order_cuts_total", "kind" => "stream")
@@ -320,7 +322,10 @@ async fn preview(gateway: &Gateway, order: &Order) -> Value {
         .into_iter()
         .filter(|request| {
             let (Some(principal), Some(model)) = (
-                engine.principal(&request.principal_id),
+                request
+                    .attributes
+                    .as_deref()
+                    .or_else(|| engine.principal(&request.principal_id)),
                 engine.model(&request.model),
             ) else {
                 return false;
@@ -478,7 +483,7 @@ pub async fn lift_order(
     Extension(actor): Extension<Actor>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<(StatusCode, Json<Value>), AdminError> {
     crate::admin::require_writer(&actor)?;
     let request: LiftRequest = if body.is_empty() {
         LiftRequest::default()
@@ -486,10 +491,31 @@ pub async fn lift_order(
         serde_json::from_slice(&body)
             .map_err(|error| AdminError::invalid(format!("invalid JSON body: {error}")))?
     };
+    // Under the two-person rule the lift waits for a second admin, who
+    // carries it out through `lift` below.
+    if gateway.config.governance.two_person_rule() {
+        let pending =
+            crate::governance::request_order_lift(&gateway, &actor, &id, request.reason).await?;
+        return Ok((StatusCode::ACCEPTED, Json(pending)));
+    }
+    Ok((
+        StatusCode::OK,
+        Json(lift(&gateway, &actor, &id, request).await?),
+    ))
+}
+
+/// Lifts an order now, as `actor`: stores the lift, swaps the snapshot and
+/// audits it. `lift_order` and approved lift requests both end here.
+pub(crate) async fn lift(
+    gateway: &Gateway,
+    actor: &Actor,
+    id: &str,
+    request: LiftRequest,
+) -> Result<Value, AdminError> {
     let lifted = gateway
         .store
         .lift_order(
-            &id,
+            id,
             actor.id(),
             request.reason.as_deref(),
             gateway.clock.now(),
@@ -505,16 +531,16 @@ pub async fn lift_order(
         })?;
     gateway.refresh().await?;
     audit_admin(
-        &gateway,
-        &actor,
+        gateway,
+        actor,
         "lift",
         AdminTargetKind::Order,
-        &id,
+        id,
         json!({"reason": request.reason, "lifts": id, "committed_version": lifted.lift.as_ref().map(|l| l.committed_version)}),
     )
     .await?;
     tracing::warn!(actor = %actor.id(), order = %id, "order lifted");
-    Ok(Json(order_json(&lifted)))
+    Ok(order_json(&lifted))
 }
 
 pub async fn list_orders(
@@ -560,7 +586,7 @@ pub async fn get_order(
 /// The enforcement receipt: the timeline, each replica's `applied_at`, the
 /// requests stopped and denied, and — from the audit log — how many requests
 /// for affected pairs were admitted after each replica applied the order.
-async fn receipt(gateway: &Gateway, stored: &StoredOrder) -> Result<Value, AdminError> {
+pub(crate) async fn receipt(gateway: &Gateway, stored: &StoredOrder) -> Result<Value, AdminError> {
     let order: Order = serde_json::from_value(stored.document.clone())
         .map_err(|error| AdminError::invalid(format!("stored order does not parse: {error}")))?;
     let applications = gateway.store.order_applications(&stored.id).await?;

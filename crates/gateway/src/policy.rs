@@ -84,12 +84,13 @@ impl PolicyBase {
     pub fn compile(&self, contents: &StoreContents) -> Result<CompiledPolicies, PolicySetupError> {
         let sources: Vec<PolicySource> = match &self.file_policies {
             Some(files) => files.clone(),
-            None if contents.policies.is_empty() => vec![PolicySource::default_pack()],
-            None => contents
-                .policies
-                .iter()
-                .map(|p| PolicySource::new(format!("{}.cedar", p.id), p.source.clone()))
-                .collect(),
+            None => with_default_pack(
+                contents
+                    .policies
+                    .iter()
+                    .map(|p| PolicySource::new(format!("{}.cedar", p.id), p.source.clone()))
+                    .collect(),
+            ),
         };
         portcullis_policy::compile(&sources, &self.schema).map_err(PolicySetupError::Policies)
     }
@@ -128,6 +129,21 @@ impl PolicyBase {
     }
 }
 
+/// The stored id under which an operator may replace the default pack.
+pub const DEFAULT_POLICY_ID: &str = "default";
+
+/// Stored sources plus the default pack, unless a stored source named
+/// `default` replaces it.
+pub fn with_default_pack(mut sources: Vec<PolicySource>) -> Vec<PolicySource> {
+    let replaced = sources
+        .iter()
+        .any(|source| source.name == format!("{DEFAULT_POLICY_ID}.cedar"));
+    if !replaced {
+        sources.insert(0, PolicySource::default_pack());
+    }
+    sources
+}
+
 /// The orders the engine enforces: every stored order not lifted. An order
 /// whose stored document no longer parses fails the snapshot build (the
 /// old snapshot stays, and goes stale), because dropping it would lift it.
@@ -137,12 +153,13 @@ pub fn orders_in_force(contents: &StoreContents) -> Result<Vec<Order>, PolicySet
         .iter()
         .filter(|stored| stored.lift.is_none())
         .map(|stored| {
-            let mut order = serde_json::from_value::<Order>(stored.document.clone()).map_err(
-                |error| PolicySetupError::CorruptOrder {
-                    id: stored.id.clone(),
-                    detail: error.to_string(),
-                },
-            )?;
+            let mut order =
+                serde_json::from_value::<Order>(stored.document.clone()).map_err(|error| {
+                    PolicySetupError::CorruptOrder {
+                        id: stored.id.clone(),
+                        detail: error.to_string(),
+                    }
+                })?;
             order.id = Some(stored.id.clone());
             Ok(order)
         })

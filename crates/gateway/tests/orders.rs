@@ -58,7 +58,12 @@ async fn admin(
 }
 
 async fn start() -> World {
+    start_with(|_| {}).await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut Config)) -> World {
     let mut config = Config::default();
+    adjust(&mut config);
     config.location.default_country = Some("US".into());
     let mut frontier = model(
         "frontier",
@@ -321,7 +326,8 @@ async fn a_request_waiting_on_the_upstream_gets_451_when_an_order_lands() {
 
 #[tokio::test]
 async fn lifting_restores_access_and_is_recorded_once() {
-    let world = start().await;
+    // One admin lifts directly here; the two-person rule has its own tests.
+    let world = start_with(|config| config.governance.two_person_rule = Some(false)).await;
     let (_, applied) = admin(
         &world.gateway,
         reqwest::Method::POST,
