@@ -98,6 +98,23 @@ impl ApiError {
         )
     }
 
+    /// A model tagged `fail_closed` asked of a replica whose snapshot the
+    /// store has not confirmed within the staleness bound (451
+    /// `policy_state_unconfirmed`, with `Retry-After`).
+    pub fn policy_state_unconfirmed(model: &str, retry_after_seconds: u32) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds),
+            ..Self::new(
+                StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+                "policy_state_unconfirmed",
+                format!(
+                    "model `{model}` is restricted and this replica cannot confirm its policy state with the store right now; retry in {retry_after_seconds} s"
+                ),
+                ErrorSource::Internal,
+            )
+        }
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -194,6 +211,17 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unconfirmed_policy_state_is_a_451_with_retry_after() {
+        let error = ApiError::policy_state_unconfirmed("fable", 2);
+        let body = error.body(ApiFormat::OpenAi, "req_1");
+        assert_eq!(body["error"]["code"], "policy_state_unconfirmed");
+        assert_eq!(body["error"]["type"], "permission_error");
+        let response = error.into_response_for(ApiFormat::Anthropic, "req_1");
+        assert_eq!(response.status(), StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
 
     #[test]
     fn bodies_follow_each_providers_contract() {

@@ -18,6 +18,21 @@ pub const DEMO_ORGANIZATION: &str = "lab";
 pub const DEMO_ADMIN_ID: &str = "admin";
 const DEMO_KEY_NAME: &str = "demo";
 
+/// The names of the demo credentials a replica issues: the admin id and the
+/// key name. Replicas seeding one shared store each get their own, so one
+/// replica's start does not revoke what another wrote to its
+/// `demo-keys.json`; a single node (replica `local`) keeps the plain names.
+pub fn demo_credential_names(replica_id: &str) -> (String, String) {
+    if replica_id == "local" {
+        (DEMO_ADMIN_ID.to_owned(), DEMO_KEY_NAME.to_owned())
+    } else {
+        (
+            format!("{DEMO_ADMIN_ID}-{replica_id}"),
+            format!("{DEMO_KEY_NAME}-{replica_id}"),
+        )
+    }
+}
+
 pub fn demo_models() -> Vec<ModelDraft> {
     let model =
         |name: &str, state, family: &str, tags: &[&str], profile: Option<&str>| ModelDraft {
@@ -133,10 +148,13 @@ pub struct DemoSecrets {
     pub keys: BTreeMap<String, String>,
 }
 
-/// Seeds (or re-seeds) the demo story. Each start rotates the demo keys and
-/// the admin token, revoking the previous ones, so `demo-keys.json` always
-/// holds the only valid demo credentials.
-pub async fn seed(store: &Store, now: Timestamp) -> anyhow::Result<DemoSecrets> {
+/// Seeds (or re-seeds) the demo story. Each start rotates this replica's
+/// demo keys and admin token, revoking its previous ones, so its
+/// `demo-keys.json` always holds its only valid demo credentials. Models,
+/// principals and settings are upserted, so replicas starting together on
+/// one store all succeed and agree.
+pub async fn seed(store: &Store, now: Timestamp, replica_id: &str) -> anyhow::Result<DemoSecrets> {
+    let (admin_id, key_name) = demo_credential_names(replica_id);
     for draft in demo_models() {
         let model = draft.validate().context("demo model")?;
         store.upsert_model(&model, now).await?;
@@ -150,9 +168,9 @@ pub async fn seed(store: &Store, now: Timestamp) -> anyhow::Result<DemoSecrets> 
             .upsert_principal(&display_name, &attributes, now)
             .await?;
         store
-            .revoke_keys_named(&attributes.id, DEMO_KEY_NAME, now)
+            .revoke_keys_named(&attributes.id, &key_name, now)
             .await?;
-        let (key, secret) = issue_key(&attributes.id, DEMO_KEY_NAME, None, now)
+        let (key, secret) = issue_key(&attributes.id, &key_name, None, now)
             .map_err(|e| anyhow::anyhow!("cannot issue demo key: {}", e.message))?;
         store.insert_key(&key).await?;
         keys.insert(attributes.id.clone(), secret);
@@ -160,12 +178,12 @@ pub async fn seed(store: &Store, now: Timestamp) -> anyhow::Result<DemoSecrets> 
     let admin_token = new_admin_token()?;
     let token_sha256 = portcullis_domain::hash_api_key(&admin_token);
     let contents = store.load().await?;
-    if contents.admins.iter().any(|a| a.id == DEMO_ADMIN_ID) {
-        store.set_admin_token(DEMO_ADMIN_ID, &token_sha256).await?;
+    if contents.admins.iter().any(|a| a.id == admin_id) {
+        store.set_admin_token(&admin_id, &token_sha256).await?;
     } else {
         store
             .insert_admin(&Admin {
-                id: DEMO_ADMIN_ID.into(),
+                id: admin_id,
                 display_name: "Demo administrator".into(),
                 role: AdminRole::Admin,
                 token_sha256,

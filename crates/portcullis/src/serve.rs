@@ -89,7 +89,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     let demo_secrets = if args.demo {
         Some(
-            demo::seed(&store, now)
+            demo::seed(&store, now, &portcullis_gateway::replica_id(&config))
                 .await
                 .context("cannot seed the demo")?,
         )
@@ -130,7 +130,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let watcher = tokio::spawn(
         gateway
             .clone()
-            .watch_store(Duration::from_secs(1), shutdown.clone()),
+            .watch_store(config.replica.poll_interval(), shutdown.clone()),
     );
     let order_clock = tokio::spawn(
         gateway
