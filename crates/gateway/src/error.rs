@@ -98,6 +98,21 @@ impl ApiError {
         )
     }
 
+    /// An input blocked by the safeguards (400 `content_policy_violation`).
+    pub fn content_policy_violation(profile: &str, category: Option<&str>) -> Self {
+        let category = category
+            .map(|category| format!(" (category `{category}`)"))
+            .unwrap_or_default();
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "content_policy_violation",
+            format!(
+                "the request was blocked by the `{profile}` safeguard profile{category}: it asks for help attacking computer systems"
+            ),
+            ErrorSource::Policy,
+        )
+    }
+
     /// A model tagged `fail_closed` asked of a replica whose snapshot the
     /// store has not confirmed within the staleness bound (451
     /// `policy_state_unconfirmed`, with `Retry-After`).
