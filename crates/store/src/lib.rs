@@ -11,6 +11,8 @@
 //! log, which owns its `audit_*` tables) that contains SQL. The request path
 //! never calls it: it reads the snapshot built from [`StoreContents`].
 
+mod findings;
+mod governance;
 mod listen;
 mod orders;
 mod rows;
@@ -26,6 +28,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::watch;
 
+pub use findings::{FindingStatus, NewFinding, StoredFinding};
+pub use governance::{
+    Approval, ApprovalStatus, AuditRef, EvidenceArtifact, FindingEvent, ModelTransition, Review,
+    ReviewCondition,
+};
 pub use listen::{NOTIFY_CHANNEL, StoreEvent, StoreListener};
 pub use orders::{NewOrder, OrderApplication, OrderLift, ReplicaStatus, StoredOrder};
 pub use rows::{Admin, AdminRole, PolicySource};
@@ -61,6 +68,12 @@ pub enum StoreError {
     AlreadyExists { what: &'static str, id: String },
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
+    #[error("{what} `{id}` changed meanwhile: {detail}")]
+    Conflict {
+        what: &'static str,
+        id: String,
+        detail: String,
+    },
     #[error("cannot encode {what}: {detail}")]
     Encode { what: &'static str, detail: String },
     #[error("change notifications need a postgres: store; poll the version instead")]
