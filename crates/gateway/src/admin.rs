@@ -143,7 +143,10 @@ pub async fn audit_admin(
             action,
             target_kind,
             target_id,
-            payload,
+            // The audit log's canonical JSON has no floats (screening
+            // scores are the usual ones); they are kept as integers per
+            // million.
+            payload: crate::audit_api::floats_per_million(payload),
             request_id: Some(actor.request_id()),
         })
         .await?;
@@ -374,7 +377,18 @@ pub async fn create_principal(
     body: axum::body::Bytes,
 ) -> AdminResult<(StatusCode, Json<Value>)> {
     require_writer(&actor)?;
-    let (display_name, attributes) = principal_document(&body)?;
+    let (display_name, mut attributes) = principal_document(&body)?;
+    // DESIGN: an unscreened principal is screened on first sight when name
+    // claims exist, so it is never stored unscreened while a list is known.
+    crate::screening::screen_on_first_sight(&gateway.store, &mut attributes)
+        .await
+        .map_err(|error| {
+            AdminError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "screening_unavailable",
+                format!("cannot screen the principal: {error}"),
+            )
+        })?;
     gateway
         .store
         .insert_principal(&display_name, &attributes, gateway.clock.now())

@@ -68,6 +68,21 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Offline policy tools over a data directory: eval, who-can, diff.
+    Policy {
+        #[command(subcommand)]
+        verb: crate::policy_cmd::PolicyVerb,
+    },
+    /// The audit log: verify, export, prove, check-proof, search, public-key.
+    Audit {
+        #[command(subcommand)]
+        verb: crate::audit_cmd::AuditVerb,
+    },
+    /// Denied-party screening: import a list, clear a match.
+    Screening {
+        #[command(subcommand)]
+        verb: crate::screening_cmd::ScreeningVerb,
+    },
     /// Send a raw request to the admin API, e.g. `portcullis admin get /admin/v1/models`.
     Admin {
         /// get, post, put or delete.
@@ -157,6 +172,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Principals { verb, connection } => resource(&connection, "principals", verb).await,
         Command::Keys { verb, connection } => keys(&connection, verb).await,
         Command::Orders { verb, connection } => crate::orders_cmd::run(&connection, verb).await,
+        Command::Policy { verb } => crate::policy_cmd::run(verb).await,
+        Command::Audit { verb } => crate::audit_cmd::run(verb).await,
+        Command::Screening { verb } => crate::screening_cmd::run(verb).await,
         Command::Admin {
             method,
             path,

@@ -1,10 +1,14 @@
 //! The `portcullis` command: the gateway server, the standalone mock
 //! upstream, and a thin command-line client of the admin API.
 
+mod audit_cmd;
 mod cli;
 mod client;
 mod demo;
+mod local_store;
 mod orders_cmd;
+mod policy_cmd;
+mod screening_cmd;
 mod serve;
 mod settings;
 

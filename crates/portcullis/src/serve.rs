@@ -87,6 +87,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now();
 
+    // Offline tools (`policy eval --data DIR`) decide under the same profile
+    // and policy settings as this server.
+    store
+        .set_meta(
+            crate::policy_cmd::POLICY_CONFIG_META,
+            &serde_json::to_string(&config.policy)
+                .context("cannot encode the policy settings")?,
+        )
+        .await
+        .context("cannot record the policy settings")?;
     let demo_secrets = if args.demo {
         Some(
             demo::seed(&store, now, &portcullis_gateway::replica_id(&config))
