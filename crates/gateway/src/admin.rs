@@ -252,6 +252,7 @@ pub async fn create_model(
         model_json(&model),
     )
     .await?;
+    crate::governance::record_created_model(&gateway, &actor, &model).await?;
     tracing::info!(actor = %actor.id(), model = %model.name, "model created");
     Ok((StatusCode::CREATED, Json(model_json(&model))))
 }
@@ -273,6 +274,19 @@ pub async fn update_model(
     let model = draft
         .validate()
         .map_err(|e| AdminError::invalid(e.to_string()))?;
+    // A release state change is a governed transition with its own record.
+    if let Some(current) = gateway.snapshot.load().model(&name)
+        && current.state != model.state
+    {
+        return Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "state_change_needs_transition",
+            format!(
+                "model `{name}` is `{}`; change its state with POST /admin/v1/models/{name}/transitions, not PUT",
+                current.state.as_str()
+            ),
+        ));
+    }
     gateway
         .store
         .update_model(&model, gateway.clock.now())
@@ -382,13 +396,7 @@ pub async fn create_principal(
     // claims exist, so it is never stored unscreened while a list is known.
     crate::screening::screen_on_first_sight(&gateway.store, &mut attributes)
         .await
-        .map_err(|error| {
-            AdminError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "screening_unavailable",
-                format!("cannot screen the principal: {error}"),
-            )
-        })?;
+        .map_err(|error| AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "screening_unavailable", format!("cannot screen the principal: {error}")))?;
     gateway
         .store
         .insert_principal(&display_name, &attributes, gateway.clock.now())
@@ -642,6 +650,91 @@ pub async fn delete_key(
     .await?;
     tracing::info!(actor = %actor.id(), key = %id, "key deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- findings -------------------------------------------------------------
+
+fn finding_json(finding: &portcullis_store::StoredFinding) -> Value {
+    serde_json::to_value(finding).unwrap_or(Value::Null)
+}
+
+pub async fn list_findings(State(gateway): State<Arc<Gateway>>) -> AdminResult<Json<Value>> {
+    let findings = gateway.store.list_findings().await?;
+    Ok(Json(
+        json!({"data": findings.iter().map(finding_json).collect::<Vec<_>>()}),
+    ))
+}
+
+pub async fn get_finding(
+    State(gateway): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+) -> AdminResult<Json<Value>> {
+    let finding = gateway.store.get_finding(&id).await?.ok_or_else(|| {
+        AdminError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("finding `{id}` not found"),
+        )
+    })?;
+    Ok(Json(finding_json(&finding)))
+}
+
+/// Records a reported safeguard bypass with status `reported`.
+pub async fn create_finding(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    body: axum::body::Bytes,
+) -> AdminResult<(StatusCode, Json<Value>)> {
+    require_writer(&actor)?;
+    let document: crate::guard::FindingDocument = parse_json(&body)?;
+    document.validate().map_err(AdminError::invalid)?;
+    if let Some(model) = &document.model
+        && gateway.snapshot.load().model(model).is_none()
+    {
+        return Err(AdminError::invalid(format!(
+            "model `{model}` does not exist"
+        )));
+    }
+    let id = match &document.id {
+        Some(id) => id.clone(),
+        None => crate::guard::new_finding_id().map_err(|error| {
+            AdminError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("no randomness for a finding id: {error}"),
+            )
+        })?,
+    };
+    let prompts = serde_json::to_value(&document.prompts)
+        .map_err(|error| AdminError::invalid(error.to_string()))?;
+    let severity = document.severity_name();
+    let finding = gateway
+        .store
+        .insert_finding(
+            portcullis_store::NewFinding {
+                id: &id,
+                model: document.model.as_deref(),
+                reporter: &document.reporter,
+                severity: &severity,
+                prompts: &prompts,
+                notes: &document.notes,
+                created_by: actor.id(),
+            },
+            gateway.clock.now(),
+        )
+        .await?;
+    let value = finding_json(&finding);
+    audit_admin(
+        &gateway,
+        &actor,
+        "create",
+        portcullis_audit::AdminTargetKind::Finding,
+        &finding.id,
+        value.clone(),
+    )
+    .await?;
+    tracing::info!(actor = %actor.id(), finding = %finding.id, "finding recorded");
+    Ok((StatusCode::CREATED, Json(value)))
 }
 
 pub async fn openapi() -> Response {

@@ -71,6 +71,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(admin_listen) = args.admin_listen {
         config.server.admin_listen = admin_listen;
     }
+    // The demo is run by one person, so the two-person rule is off there
+    // unless the config switches it on explicitly.
+    if args.demo && config.governance.two_person_rule.is_none() {
+        config.governance.two_person_rule = Some(false);
+    }
+    // The demo may run its safeguards on stage 1 alone (with a loud warning)
+    // when the embedding model is missing; production refuses to start.
+    config.safeguards.demo = args.demo;
     if args.demo && config.location.default_country.is_none() {
         config.location.default_country = Some("US".into());
     }
@@ -92,8 +100,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     store
         .set_meta(
             crate::policy_cmd::POLICY_CONFIG_META,
-            &serde_json::to_string(&config.policy)
-                .context("cannot encode the policy settings")?,
+            &serde_json::to_string(&config.policy).context("cannot encode the policy settings")?,
         )
         .await
         .context("cannot record the policy settings")?;
@@ -119,6 +126,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.store.data_dir = Some(data_dir.clone());
     }
     let gateway = Gateway::new(config.clone(), store.clone(), clock, install_metrics()).await?;
+    // Models not declared through the admin API get a transition record
+    // naming where their state came from.
+    let config_models: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
+    portcullis_gateway::governance::record_declared_models(&gateway, &config_models, "config")
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot record config models: {}", error.message))?;
+    if args.demo {
+        let demo_models: Vec<String> = gateway
+            .snapshot
+            .load()
+            .models_in_order()
+            .map(|m| m.name.clone())
+            .filter(|name| !config_models.contains(name))
+            .collect();
+        portcullis_gateway::governance::record_declared_models(&gateway, &demo_models, "demo")
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot record demo models: {}", error.message))?;
+    }
     let data_listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
