@@ -371,7 +371,7 @@ impl Store {
         transition: &ModelTransition,
     ) -> Result<StoreVersion, StoreError> {
         let definition = encode("model", &ModelDraft::from(model))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let current = sqlx::query("SELECT name, definition FROM models WHERE name = $1")
             .bind(&model.name)
             .fetch_optional(&mut *tx)
@@ -408,7 +408,7 @@ impl Store {
         &self,
         transition: &ModelTransition,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_transition(&mut tx, transition).await?;
         tx.commit().await?;
         Ok(())
@@ -565,7 +565,7 @@ impl Store {
         concluded_by: &str,
         at: Timestamp,
     ) -> Result<Review, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE reviews SET concluded_at = $1, decision = $2, rationale = $3, concluded_by = $4 \
              WHERE id = $5 AND concluded_at IS NULL",
@@ -611,7 +611,7 @@ impl Store {
         at: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
         let definition = encode("model", &ModelDraft::from(model))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed =
             sqlx::query("UPDATE models SET definition = $1, updated_at = $2 WHERE name = $3")
                 .bind(definition)
@@ -812,7 +812,7 @@ impl Store {
     /// records the step. `Conflict` if the finding is no longer in
     /// `from_status` (someone else moved it first).
     pub async fn transition_finding(&self, event: &FindingEvent) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query("UPDATE findings SET status = $1 WHERE id = $2 AND status = $3")
             .bind(event.to_status.as_str())
             .bind(&event.finding_id)

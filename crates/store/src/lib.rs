@@ -181,6 +181,20 @@ impl Store {
         })
     }
 
+    /// Begins a write transaction. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so a transaction that reads before it
+    /// writes waits for the lock (busy timeout) instead of failing with
+    /// "database is locked" when it tries to upgrade while another writer,
+    /// such as the audit log's group commit, holds it.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -283,7 +297,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
         let definition = encode("model", &ModelDraft::from(model))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query(
             "INSERT INTO models (name, definition, created_at, updated_at) VALUES ($1, $2, $3, $4)",
         )
@@ -308,7 +322,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
         let definition = encode("model", &ModelDraft::from(model))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO models (name, definition, created_at, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at",
@@ -331,7 +345,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
         let definition = encode("model", &ModelDraft::from(model))?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed =
             sqlx::query("UPDATE models SET definition = $1, updated_at = $2 WHERE name = $3")
                 .bind(definition)
@@ -375,7 +389,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
         let document = encode("principal", attributes)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query(
             "INSERT INTO principals (id, display_name, attributes, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -401,7 +415,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
         let document = encode("principal", attributes)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO principals (id, display_name, attributes, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, attributes = excluded.attributes, updated_at = excluded.updated_at",
@@ -425,7 +439,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
         let document = encode("principal", attributes)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE principals SET display_name = $1, attributes = $2, updated_at = $3 WHERE id = $4",
         )
@@ -449,7 +463,7 @@ impl Store {
 
     /// Deletes a principal and, by cascade, its keys.
     pub async fn delete_principal(&self, id: &str) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM api_keys WHERE principal_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -483,7 +497,7 @@ impl Store {
     // ---- keys ---------------------------------------------------------
 
     pub async fn insert_key(&self, key: &ApiKey) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT 1 FROM principals WHERE id = $1")
             .bind(&key.principal_id)
             .fetch_optional(&mut *tx)
@@ -518,7 +532,7 @@ impl Store {
 
     /// Marks a key revoked. Revoking twice keeps the first revocation time.
     pub async fn revoke_key(&self, id: &str, now: Timestamp) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed =
             sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
                 .bind(millis(now))
@@ -560,7 +574,7 @@ impl Store {
         name: &str,
         now: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE principal_id = $2 AND name = $3 AND revoked_at IS NULL",
         )
@@ -577,7 +591,7 @@ impl Store {
     // ---- admins -------------------------------------------------------
 
     pub async fn insert_admin(&self, admin: &Admin) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query(
             "INSERT INTO admins (id, display_name, role, token_sha256, created_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -603,7 +617,7 @@ impl Store {
         id: &str,
         token_sha256: &str,
     ) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query("UPDATE admins SET token_sha256 = $1 WHERE id = $2")
             .bind(token_sha256)
             .bind(id)
@@ -629,7 +643,7 @@ impl Store {
         source: &str,
         now: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO policies (id, source, created_at, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET source = excluded.source, updated_at = excluded.updated_at",
@@ -653,7 +667,7 @@ impl Store {
     // ---- meta ---------------------------------------------------------
 
     pub async fn set_meta(&self, key: &str, value: &str) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO meta (meta_key, meta_value) VALUES ($1, $2) \
              ON CONFLICT (meta_key) DO UPDATE SET meta_value = excluded.meta_value",
@@ -684,7 +698,7 @@ impl Store {
         what: &'static str,
         id: &str,
     ) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query(sql)
             .bind(id)
             .execute(&mut *tx)
@@ -734,7 +748,10 @@ pub(crate) async fn bump_version(
     Ok(version)
 }
 
-pub(crate) fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, StoreError> {
+pub(crate) fn encode<T: serde::Serialize>(
+    what: &'static str,
+    value: &T,
+) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|error| StoreError::Encode {
         what,
         detail: error.to_string(),

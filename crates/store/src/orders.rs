@@ -134,7 +134,7 @@ impl Store {
             .preview
             .map(|preview| encode("order preview", preview))
             .transpose()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let version = bump_version(&mut tx).await?;
         let result = sqlx::query(
             "INSERT INTO orders (id, reference, document, created_at, created_by, committed_version, preview) \
@@ -175,7 +175,11 @@ impl Store {
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<StoredOrder, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
+        // Write first: on SQLite a transaction that reads before its first
+        // write cannot wait for the write lock (the upgrade fails at once
+        // with "database is locked" while the audit writer commits).
+        let version = bump_version(&mut tx).await?;
         let exists = sqlx::query("SELECT id FROM orders WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -187,7 +191,6 @@ impl Store {
                 id: id.to_owned(),
             });
         }
-        let version = bump_version(&mut tx).await?;
         let result = sqlx::query(
             "INSERT INTO order_lifts (order_id, lifted_at, lifted_by, reason, committed_version) \
              VALUES ($1, $2, $3, $4, $5)",
