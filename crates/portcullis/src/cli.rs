@@ -83,6 +83,29 @@ pub enum Command {
         #[command(subcommand)]
         verb: crate::screening_cmd::ScreeningVerb,
     },
+    /// Classify JSON lines from stdin with the safeguards (the `classify` contract).
+    Classify(crate::safeguards_cmd::ClassifyArgs),
+    /// Measure the safeguards on labelled datasets: recall, false refusals, latency.
+    Eval(crate::safeguards_cmd::EvalArgs),
+    /// Reported safeguard bypasses: add, list, show, replay.
+    Findings {
+        #[command(subcommand)]
+        verb: crate::safeguards_cmd::FindingsVerb,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Safeguard model tools: train.
+    Safeguards {
+        #[command(subcommand)]
+        verb: crate::safeguards_cmd::SafeguardsVerb,
+    },
+    /// Transparency records: order, review, finding or model, as Markdown or JSON.
+    Report {
+        #[command(subcommand)]
+        verb: crate::report_cmd::ReportVerb,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Send a raw request to the admin API, e.g. `portcullis admin get /admin/v1/models`.
     Admin {
         /// get, post, put or delete.
@@ -175,6 +198,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy { verb } => crate::policy_cmd::run(verb).await,
         Command::Audit { verb } => crate::audit_cmd::run(verb).await,
         Command::Screening { verb } => crate::screening_cmd::run(verb).await,
+        Command::Classify(args) => crate::safeguards_cmd::classify(args),
+        Command::Eval(args) => crate::safeguards_cmd::eval(args),
+        Command::Findings { verb, connection } => {
+            crate::safeguards_cmd::findings(&connection, verb).await
+        }
+        Command::Safeguards { verb } => crate::safeguards_cmd::run_safeguards(verb),
+        Command::Report { verb, connection } => crate::report_cmd::run(&connection, verb).await,
         Command::Admin {
             method,
             path,

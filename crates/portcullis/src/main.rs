@@ -8,6 +8,8 @@ mod demo;
 mod local_store;
 mod orders_cmd;
 mod policy_cmd;
+mod report_cmd;
+mod safeguards_cmd;
 mod screening_cmd;
 mod serve;
 mod settings;

@@ -124,7 +124,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<StoredFinding, StoreError> {
         let prompts = encode("finding prompts", finding.prompts)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let version = bump_version(&mut tx).await?;
         let result = sqlx::query(
             "INSERT INTO findings (id, model, reporter, severity, status, prompts, notes, \
