@@ -342,3 +342,68 @@ async fn whole_answers_are_classified_and_withheld_on_a_block() {
         }
     }
 }
+
+#[tokio::test]
+async fn findings_are_recorded_and_read_through_the_admin_api() {
+    let gw = start().await;
+    let admin = |request: reqwest::RequestBuilder| request.bearer_auth(harness::ADMIN_TOKEN);
+    let document = json!({"prompts": [ATTACK, {"messages": [{"role": "user", "content": "part one"}]}],
+                          "reporter": "bug bounty", "severity": "high", "notes": "split", "model": "fable"});
+    let response = admin(gw.http.post(gw.admin_url("/admin/v1/findings")))
+        .json(&document)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("F-"), "{created}");
+    assert_eq!(created["status"], "reported");
+    assert_eq!(created["prompts"], document["prompts"]);
+    let listed: Value = admin(gw.http.get(gw.admin_url("/admin/v1/findings")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    let shown = admin(
+        gw.http
+            .get(gw.admin_url(&format!("/admin/v1/findings/{id}"))),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(shown.status(), 200);
+    for (bad, status) in [
+        (
+            json!({"prompts": ["x"], "reporter": "r", "severity": "urgent"}),
+            400,
+        ),
+        (
+            json!({"prompts": [], "reporter": "r", "severity": "low"}),
+            400,
+        ),
+        (
+            json!({"prompts": ["x"], "reporter": "r", "severity": "low", "model": "nope"}),
+            400,
+        ),
+        (
+            json!({"id": id, "prompts": ["x"], "reporter": "r", "severity": "low"}),
+            409,
+        ),
+    ] {
+        let response = admin(gw.http.post(gw.admin_url("/admin/v1/findings")))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{bad}");
+    }
+    let missing = admin(gw.http.get(gw.admin_url("/admin/v1/findings/F-none")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
