@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use portcullis_gateway::guard::{CYBER_PROFILE, FindingDocument, Safeguards};
-use portcullis_safeguards::dataset::{LoadOptions, load_dataset};
+use portcullis_safeguards::dataset::{LoadOptions, Split, load_dataset};
 use portcullis_safeguards::findings::{
     Finding, FindingPrompt, ReplayReport, Severity, load_findings_dir, replay_findings,
 };
@@ -57,6 +57,11 @@ pub struct EvalArgs {
     pub dataset: Vec<PathBuf>,
     #[command(flatten)]
     pub source: SafeguardSource,
+    /// Which rows to score: `all`, or the fixed hash-based `dev` (20%) or
+    /// `train` (80%) split the committed model was trained with. Only `dev`
+    /// measures rows the model never saw.
+    #[arg(long, default_value = "all", value_parser = ["all", "dev", "train"])]
+    pub split: String,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -196,6 +201,14 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     for path in &args.dataset {
         rows.extend(load_dataset(path, LoadOptions::default())?);
+    }
+    let wanted = match args.split.as_str() {
+        "dev" => Some(Split::Dev),
+        "train" => Some(Split::Train),
+        _ => None,
+    };
+    if let Some(wanted) = wanted {
+        rows.retain(|row| row.split() == wanted);
     }
     let bar = indicatif::ProgressBar::with_draw_target(
         Some(rows.len() as u64),

@@ -118,6 +118,26 @@ fn eval_reports_recall_and_false_refusals_with_intervals() {
     assert!(report["by_category"]["eval/malware"].is_object());
     assert!(report["latency_micros"]["p99"].as_f64().unwrap() > 0.0);
 
+    // The fixed hash-based split partitions the rows.
+    let rows_in = |split: &str| {
+        let output = run(
+            &[
+                "eval",
+                "--dataset",
+                dataset.to_str().unwrap(),
+                "--split",
+                split,
+                "--json",
+            ],
+            b"",
+        );
+        assert!(output.status.success());
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows_in("dev") + rows_in("train"), 5);
+
     let table = run(&["eval", "--dataset", dataset.to_str().unwrap()], b"");
     assert!(table.status.success());
     let text = String::from_utf8(table.stdout).unwrap();
