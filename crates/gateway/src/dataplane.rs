@@ -474,6 +474,18 @@ async fn handle(
     check_decision(gateway, &model.name, decision)?;
     drop(snapshot);
     let safeguard_outcome = gateway.safeguards.check_input(&model, &body).await?;
+    if let (Some(outcome), Some(entry)) = (&safeguard_outcome, record.entry()) {
+        entry.safeguard_verdict = Some(match outcome.verdict {
+            crate::guard::OutcomeVerdict::Allow => portcullis_audit::SafeguardVerdict::Allow,
+            crate::guard::OutcomeVerdict::Block => portcullis_audit::SafeguardVerdict::Block,
+            // A shadow block is served; the log keeps that it would have
+            // been blocked as a flag.
+            crate::guard::OutcomeVerdict::Flag | crate::guard::OutcomeVerdict::ShadowBlock => {
+                portcullis_audit::SafeguardVerdict::Flag
+            }
+        });
+        entry.safeguard_score_ppm = Some(outcome.score_ppm);
+    }
     if let Some(rejection) = safeguard_outcome
         .as_ref()
         .and_then(crate::guard::SafeguardOutcome::rejection)

@@ -456,7 +456,23 @@ pub async fn record_declared_models(
             approval_id: None,
             created_at: now,
         };
-        gateway.store.record_model_transition(&transition).await?;
+        match gateway.store.record_model_transition(&transition).await {
+            Ok(()) => {}
+            // Replicas starting together on one database declare the same
+            // models at once; the first one's record stands for all.
+            Err(portcullis_store::StoreError::AlreadyExists { .. }) => {
+                let history = gateway.store.model_transitions(name).await?;
+                if history.last().map(|t| t.to_state) == Some(model.state) {
+                    continue;
+                }
+                return Err(AdminError::new(
+                    StatusCode::CONFLICT,
+                    "transition_conflict",
+                    format!("model `{name}` changed state while its declaration was recorded"),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
         audit_event(
             gateway,
             AuditedEvent {
