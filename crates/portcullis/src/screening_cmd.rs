@@ -2,7 +2,7 @@
 //! the store and screening every principal against it, and clearing a
 //! principal's match through the audited admin API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -76,7 +76,7 @@ pub async fn run(verb: ScreeningVerb) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read(role: &'static str, path: &PathBuf) -> anyhow::Result<(&'static str, ListFile)> {
+fn read(role: &'static str, path: &Path) -> anyhow::Result<(&'static str, ListFile)> {
     Ok((
         role,
         ListFile::read(path).with_context(|| format!("cannot import `{}`", path.display()))?,

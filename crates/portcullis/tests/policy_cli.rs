@@ -35,6 +35,16 @@ fn person(
     })
 }
 
+/// (id, principal, model, context, expected status, a reason that must be named)
+type Case = (
+    &'static str,
+    Value,
+    &'static str,
+    Value,
+    u16,
+    Option<&'static str>,
+);
+
 #[test]
 fn eval_decides_the_demo_story_like_the_contract() {
     let mut server = DemoServer::start(Some(CONFIG));
@@ -48,7 +58,7 @@ fn eval_decides_the_demo_story_like_the_contract() {
         "nationalities": ["US"], "us_person_basis": "citizen"});
     let us = json!({"country": "US"});
     // (id, principal, model, context, status, a reason that must be named)
-    let cases: Vec<(&str, Value, &str, Value, u16, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("alice-fable", alice.clone(), "fable", us.clone(), 200, None),
         ("chen-fable", chen, "fable", us.clone(), 200, None),
         ("dara-fable", dara, "fable", us.clone(), 200, None),
