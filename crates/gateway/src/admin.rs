@@ -396,7 +396,13 @@ pub async fn create_principal(
     // claims exist, so it is never stored unscreened while a list is known.
     crate::screening::screen_on_first_sight(&gateway.store, &mut attributes)
         .await
-        .map_err(|error| AdminError::new(StatusCode::SERVICE_UNAVAILABLE, "screening_unavailable", format!("cannot screen the principal: {error}")))?;
+        .map_err(|error| {
+            AdminError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "screening_unavailable",
+                format!("cannot screen the principal: {error}"),
+            )
+        })?;
     gateway
         .store
         .insert_principal(&display_name, &attributes, gateway.clock.now())

@@ -347,7 +347,10 @@ impl Config {
             ));
         }
         if self.replica.poll_interval_ms == 0 {
-            return Err(invalid("replica.poll_interval_ms", "must be greater than 0"));
+            return Err(invalid(
+                "replica.poll_interval_ms",
+                "must be greater than 0",
+            ));
         }
         if self.replica.staleness_bound_ms <= self.replica.poll_interval_ms {
             return Err(invalid(

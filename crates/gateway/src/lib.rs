@@ -324,7 +324,10 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
                 .put(policy_admin::put_policy)
                 .delete(policy_admin::delete_policy),
         )
-        .route("/admin/v1/findings", get(list_findings).post(create_finding))
+        .route(
+            "/admin/v1/findings",
+            get(list_findings).post(create_finding),
+        )
         .route("/admin/v1/findings/{id}", get(get_finding))
         .route(
             "/admin/v1/models/{name}/transitions",
@@ -332,7 +335,10 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
         )
         .route("/admin/v1/approvals", get(governance::list_approvals))
         .route("/admin/v1/approvals/{id}", get(governance::get_approval))
-        .route("/admin/v1/approvals/{id}/approve", post(governance::approve))
+        .route(
+            "/admin/v1/approvals/{id}/approve",
+            post(governance::approve),
+        )
         .route("/admin/v1/approvals/{id}/reject", post(governance::reject))
         .route(
             "/admin/v1/admins",
@@ -347,7 +353,10 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
             "/admin/v1/reviews/{id}/evidence",
             post(governance::add_review_evidence),
         )
-        .route("/admin/v1/reviews/{id}/access", post(governance::grant_access))
+        .route(
+            "/admin/v1/reviews/{id}/access",
+            post(governance::grant_access),
+        )
         .route(
             "/admin/v1/reviews/{id}/conclude",
             post(governance::conclude_review),

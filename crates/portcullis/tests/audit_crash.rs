@@ -17,7 +17,14 @@ fn start(dir: &Path) -> (Child, Value) {
     let keys_file = dir.join("demo-keys.json");
     let _ = std::fs::remove_file(&keys_file);
     let mut child = Command::new(BIN)
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data")
         .arg(dir)
         .env("RUST_LOG", "warn")
@@ -35,7 +42,10 @@ fn start(dir: &Path) -> (Child, Value) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the server exited early: {status}");
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the server did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the server did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -70,7 +80,9 @@ async fn a_killed_gateway_leaves_a_log_that_verifies_with_every_acknowledged_adm
                 let sent = http
                     .post(&url)
                     .bearer_auth(&alice)
-                    .json(&json!({"model": "haiku", "messages": [{"role": "user", "content": "hi"}]}))
+                    .json(
+                        &json!({"model": "haiku", "messages": [{"role": "user", "content": "hi"}]}),
+                    )
                     .send()
                     .await;
                 match sent {
@@ -143,7 +155,9 @@ async fn a_killed_gateway_leaves_a_log_that_verifies_with_every_acknowledged_adm
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|entry| {
             let entry = entry.get("entry").unwrap_or(entry);
-            entry["kind"] == "admin_action" && entry["target_kind"] == "key" && entry["action"] == "create"
+            entry["kind"] == "admin_action"
+                && entry["target_kind"] == "key"
+                && entry["action"] == "create"
         })
         .map(|entry| {
             let entry = entry.get("entry").unwrap_or(&entry).clone();
@@ -151,7 +165,10 @@ async fn a_killed_gateway_leaves_a_log_that_verifies_with_every_acknowledged_adm
         })
         .collect();
     for key in &acknowledged {
-        assert!(created_keys.contains(key), "acknowledged key creation `{key}` is missing from the log");
+        assert!(
+            created_keys.contains(key),
+            "acknowledged key creation `{key}` is missing from the log"
+        );
     }
     let decisions = text
         .lines()

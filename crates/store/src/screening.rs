@@ -52,7 +52,7 @@ impl Store {
         &self,
         list: &StoredScreeningList,
     ) -> Result<StoreVersion, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Bumping first takes SQLite's write lock before anything is read, so
         // a concurrent writer waits instead of failing the transaction.
         let version = bump_version(&mut tx).await?;
@@ -148,7 +148,7 @@ impl Store {
         updates: &[(String, Screening)],
         now: Timestamp,
     ) -> Result<(StoreVersion, Vec<String>), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let version = bump_version(&mut tx).await?;
         let mut updated = Vec::with_capacity(updates.len());
         for (id, screening) in updates {
