@@ -187,6 +187,23 @@ pub async fn require_admin(
     }
 }
 
+/// Refuses an id that is empty, longer than `max_len`, or holds anything
+/// but letters, digits, `.`, `-`, `_` and `@`.
+pub(crate) fn check_id(kind: &str, id: &str, max_len: usize) -> AdminResult<()> {
+    let ok = !id.is_empty()
+        && id.len() <= max_len
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AdminError::invalid(format!(
+            "{kind} id `{id}` must be 1-{max_len} characters of letters, digits, `.`, `-`, `_` or `@`"
+        )))
+    }
+}
+
 pub(crate) fn require_writer(actor: &Actor) -> AdminResult<()> {
     if actor.0.role == portcullis_store::AdminRole::ComplianceOfficer {
         return Err(AdminError::new(
@@ -348,18 +365,7 @@ fn principal_document(body: &[u8]) -> AdminResult<(String, PrincipalAttributes)>
         Some(_) => return Err(AdminError::invalid("`display_name` must be a string")),
         None => attributes.id.clone(),
     };
-    let id_ok = !attributes.id.is_empty()
-        && attributes.id.len() <= 128
-        && attributes
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
-    if !id_ok {
-        return Err(AdminError::invalid(format!(
-            "principal id `{}` must be 1-128 characters of letters, digits, `.`, `-`, `_` or `@`",
-            attributes.id
-        )));
-    }
+    check_id("principal", &attributes.id, 128)?;
     Ok((display_name, attributes))
 }
 

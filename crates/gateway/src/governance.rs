@@ -889,18 +889,7 @@ pub async fn create_admin(
         ));
     }
     let request: CreateAdmin = parse_body(&body)?;
-    let id_ok = !request.id.is_empty()
-        && request.id.len() <= 64
-        && request
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'));
-    if !id_ok {
-        return Err(AdminError::invalid(format!(
-            "admin id `{}` must be 1-64 characters of letters, digits, `.`, `-`, `_` or `@`",
-            request.id
-        )));
-    }
+    crate::admin::check_id("admin", &request.id, 64)?;
     let generated = portcullis_domain::GeneratedKey::generate().map_err(|_| {
         AdminError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

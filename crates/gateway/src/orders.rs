@@ -395,22 +395,6 @@ pub async fn preview_order(
 
 // ---- apply, lift, list, show --------------------------------------------
 
-fn new_order_id(now: Timestamp) -> Result<String, AdminError> {
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).map_err(|_| {
-        AdminError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "no randomness available",
-        )
-    })?;
-    Ok(format!(
-        "ord_{}_{}",
-        now.strftime("%Y%m%dT%H%M%SZ"),
-        hex::encode(bytes)
-    ))
-}
-
 fn order_json(order: &StoredOrder) -> Value {
     let mut value = serde_json::to_value(order).unwrap_or(Value::Null);
     if let Some(object) = value.as_object_mut() {
@@ -437,7 +421,7 @@ pub async fn create_order(
     check_order(&gateway, &request, &snapshot.engine)?;
     let preview = preview(&gateway, &request.order).await;
     let now = gateway.clock.now();
-    let id = new_order_id(now)?;
+    let id = crate::governance::new_record_id("ord", now)?;
     let mut order = request.order;
     order.id = Some(id.clone());
     let document = serde_json::to_value(&order)
