@@ -133,6 +133,64 @@ impl RequestDecisionEntry {
     }
 }
 
+/// How an admitted request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOutcome {
+    /// The whole answer reached the client.
+    Completed,
+    /// An order, or the shutdown deadline, stopped the request.
+    Cut,
+    /// The safeguards stopped the answer part-way.
+    Stopped,
+    /// The upstream or the gateway failed after admission.
+    Failed,
+    /// The client went away before the answer was complete.
+    ClientGone,
+}
+
+impl RequestOutcome {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Completed => "completed",
+            RequestOutcome::Cut => "cut",
+            RequestOutcome::Stopped => "stopped",
+            RequestOutcome::Failed => "failed",
+            RequestOutcome::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// How an admitted request ended, written after its decision entry. The
+/// decision entry is durable before the first byte of the answer; this one
+/// follows by group commit once the answer is over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestOutcomeEntry {
+    /// The `x-request-id` of the request, as in its decision entry.
+    pub request_id: String,
+    /// When the request ended.
+    pub time: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The operation, as in the decision entry.
+    pub action: String,
+    pub outcome: RequestOutcome,
+    /// The HTTP status the client saw.
+    pub status: u16,
+    /// The orders that cut the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub order_ids: Vec<String>,
+    /// Stream events (or 1 for a whole answer) relayed to the client.
+    pub events_relayed: u64,
+    /// Milliseconds from admission to the end.
+    pub duration_ms: u64,
+    /// The replica that served the request.
+    pub replica: String,
+}
+
 /// What kind of object an admin action touched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -189,6 +247,7 @@ pub struct AdminActionEntry {
 pub enum AuditEntry {
     RequestDecision(RequestDecisionEntry),
     AdminAction(AdminActionEntry),
+    RequestOutcome(RequestOutcomeEntry),
 }
 
 /// Which variant an entry is, for filters.
@@ -197,6 +256,7 @@ pub enum AuditEntry {
 pub enum EntryKind {
     RequestDecision,
     AdminAction,
+    RequestOutcome,
 }
 
 impl EntryKind {
@@ -205,6 +265,7 @@ impl EntryKind {
         match self {
             EntryKind::RequestDecision => "request_decision",
             EntryKind::AdminAction => "admin_action",
+            EntryKind::RequestOutcome => "request_outcome",
         }
     }
 }
@@ -212,6 +273,12 @@ impl EntryKind {
 impl From<RequestDecisionEntry> for AuditEntry {
     fn from(entry: RequestDecisionEntry) -> Self {
         AuditEntry::RequestDecision(entry)
+    }
+}
+
+impl From<RequestOutcomeEntry> for AuditEntry {
+    fn from(entry: RequestOutcomeEntry) -> Self {
+        AuditEntry::RequestOutcome(entry)
     }
 }
 
@@ -226,6 +293,7 @@ impl AuditEntry {
         match self {
             AuditEntry::RequestDecision(_) => EntryKind::RequestDecision,
             AuditEntry::AdminAction(_) => EntryKind::AdminAction,
+            AuditEntry::RequestOutcome(_) => EntryKind::RequestOutcome,
         }
     }
 
@@ -233,6 +301,7 @@ impl AuditEntry {
         match self {
             AuditEntry::RequestDecision(entry) => entry.time,
             AuditEntry::AdminAction(entry) => entry.time,
+            AuditEntry::RequestOutcome(entry) => entry.time,
         }
     }
 
@@ -253,6 +322,16 @@ impl AuditEntry {
                 principal_id: entry.principal_id.clone(),
                 model: entry.model.clone(),
                 decision: Some(entry.decision.as_str()),
+                order_ids: order_ids_column(&entry.order_ids),
+                actor: None,
+            },
+            AuditEntry::RequestOutcome(entry) => IndexedColumns {
+                time_micros,
+                kind: EntryKind::RequestOutcome.as_str(),
+                request_id: Some(entry.request_id.clone()),
+                principal_id: entry.principal_id.clone(),
+                model: entry.model.clone(),
+                decision: None,
                 order_ids: order_ids_column(&entry.order_ids),
                 actor: None,
             },
@@ -283,6 +362,9 @@ impl AuditEntry {
     pub fn order_ids(&self) -> Vec<&str> {
         match self {
             AuditEntry::RequestDecision(entry) => {
+                entry.order_ids.iter().map(String::as_str).collect()
+            }
+            AuditEntry::RequestOutcome(entry) => {
                 entry.order_ids.iter().map(String::as_str).collect()
             }
             AuditEntry::AdminAction(entry) if entry.target_kind == AdminTargetKind::Order => {
@@ -371,6 +453,20 @@ impl ColumnView<'_> {
                     principal_id: owned(&self.principal_id),
                     model: owned(&self.model),
                     decision: Some(decision.as_str()),
+                    order_ids: order_ids_column(&order_ids),
+                    actor: None,
+                })
+            }
+            "request_outcome" => {
+                let order_ids: Vec<String> =
+                    self.order_ids.iter().map(|id| id.to_string()).collect();
+                Ok(IndexedColumns {
+                    time_micros: time.as_microsecond(),
+                    kind: EntryKind::RequestOutcome.as_str(),
+                    request_id: owned(&self.request_id),
+                    principal_id: owned(&self.principal_id),
+                    model: owned(&self.model),
+                    decision: None,
                     order_ids: order_ids_column(&order_ids),
                     actor: None,
                 })

@@ -108,7 +108,8 @@ mod writer;
 
 pub use entry::{
     AdminActionEntry, AdminTargetKind, AuditEntry, AuditEntryError, ContentRecording, Decision,
-    EntryKind, RequestDecisionEntry, SafeguardVerdict, StoredEntry,
+    EntryKind, RequestDecisionEntry, RequestOutcome, RequestOutcomeEntry, SafeguardVerdict,
+    StoredEntry,
 };
 pub use error::AuditError;
 pub use export::{ExportSummary, export};
@@ -126,5 +127,6 @@ pub use verify::{
 };
 pub use witness::{WitnessRecord, WitnessTarget, read_witness, witness_file_name};
 pub use writer::{
-    AppendReceipt, AuditConfig, AuditHandle, AuditLog, SignedCheckpoint, WriterStatus,
+    AppendReceipt, AuditConfig, AuditHandle, AuditLog, PendingCommit, SignedCheckpoint,
+    WriterStatus,
 };

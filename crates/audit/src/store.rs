@@ -43,6 +43,12 @@ const CREATE_TABLES: &[&str] = &[
         note TEXT NOT NULL,
         PRIMARY KEY (origin, seq)
     )",
+    // One row per log, rewritten by the writer to learn whether the store
+    // takes writes again after a failure while nothing else is pending.
+    "CREATE TABLE IF NOT EXISTS audit_writer_probes (
+        origin TEXT NOT NULL PRIMARY KEY,
+        probed_micros BIGINT NOT NULL
+    )",
 ];
 
 const SQLITE_TRIGGERS: &[&str] = &[
@@ -131,6 +137,27 @@ pub(crate) fn frontier_from_text(size: u64, text: &str) -> Option<Frontier> {
 
 pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Writes this log's probe row in a transaction of its own: it succeeds
+/// only when the store takes writes.
+pub(crate) async fn probe_write(
+    pool: &AnyPool,
+    origin: &str,
+    probed_micros: i64,
+) -> Result<(), AuditError> {
+    let mut transaction = pool.begin().await?;
+    sqlx::query("DELETE FROM audit_writer_probes WHERE origin = $1")
+        .bind(origin)
+        .execute(&mut *transaction)
+        .await?;
+    sqlx::query("INSERT INTO audit_writer_probes (origin, probed_micros) VALUES ($1, $2)")
+        .bind(origin)
+        .bind(probed_micros)
+        .execute(&mut *transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// One entry ready to insert.

@@ -88,10 +88,18 @@ pub struct WriterStatus {
     pub checkpoint_size: u64,
     /// The last commit failure, cleared by the next successful commit.
     pub last_error: Option<String>,
+    /// Recorded entries waiting in memory for the store to come back.
+    pub retained_entries: u64,
+    /// Recorded entries given up because the store stayed unavailable past
+    /// the retention bound, or at shutdown. Each loss is logged with its
+    /// count; committed entries are never among them.
+    pub lost_entries: u64,
 }
 
 enum Command {
     Record(PreparedEntry),
+    /// Appends an entry and reports its commit, like `AppendNow`, for
+    /// callers that queue first and wait later.
     AppendNow(
         PreparedEntry,
         oneshot::Sender<Result<AppendReceipt, AuditError>>,
@@ -145,6 +153,24 @@ impl AuditHandle {
             .map_err(|_| AuditError::WriterStopped)
     }
 
+    /// Queues an entry for group commit without waiting, for callers that
+    /// cannot await (a stream ending in `Drop`). A full queue hands the entry
+    /// to a task that waits for room, so it is delayed, never dropped.
+    pub fn record_detached(&self, entry: &AuditEntry) -> Result<(), AuditError> {
+        let prepared = PreparedEntry::new(entry)?;
+        match self.sender.try_send(Command::Record(prepared)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                let sender = self.sender.clone();
+                tokio::spawn(async move {
+                    let _ = sender.send(command).await;
+                });
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(AuditError::WriterStopped),
+        }
+    }
+
     /// Appends an entry and returns only after it is committed.
     pub async fn append_now(&self, entry: &AuditEntry) -> Result<AppendReceipt, AuditError> {
         let prepared = PreparedEntry::new(entry)?;
@@ -154,6 +180,22 @@ impl AuditHandle {
             .await
             .map_err(|_| AuditError::WriterStopped)?;
         receipt.await.map_err(|_| AuditError::WriterStopped)?
+    }
+
+    /// Queues an entry for the next group commit and returns at once with a
+    /// [`PendingCommit`] that resolves when the entry is durable, or fails
+    /// when its commit failed. A caller overlaps its own work (an upstream
+    /// call) with the commit and acts on the outcome only after it is
+    /// known: an entry whose commit failed is not retried, so the caller
+    /// must not act on it.
+    pub async fn submit(&self, entry: &AuditEntry) -> Result<PendingCommit, AuditError> {
+        let prepared = PreparedEntry::new(entry)?;
+        let (reply, receipt) = oneshot::channel();
+        self.sender
+            .send(Command::AppendNow(prepared, reply))
+            .await
+            .map_err(|_| AuditError::WriterStopped)?;
+        Ok(PendingCommit { receipt })
     }
 
     /// Commits everything queued before this call and signs a checkpoint
@@ -176,6 +218,19 @@ impl AuditHandle {
     /// metrics.
     pub fn watch_status(&self) -> watch::Receiver<WriterStatus> {
         self.status.clone()
+    }
+}
+
+/// An entry queued by [`AuditHandle::submit`], not yet known to be durable.
+#[derive(Debug)]
+pub struct PendingCommit {
+    receipt: oneshot::Receiver<Result<AppendReceipt, AuditError>>,
+}
+
+impl PendingCommit {
+    /// Waits for the entry's commit.
+    pub async fn committed(self) -> Result<AppendReceipt, AuditError> {
+        self.receipt.await.map_err(|_| AuditError::WriterStopped)?
     }
 }
 
@@ -209,6 +264,8 @@ impl AuditLog {
             committed_size: state.frontier.size(),
             checkpoint_size: state.last_checkpoint_size,
             last_error: None,
+            retained_entries: 0,
+            lost_entries: 0,
         });
         let writer = Writer {
             pool,
@@ -225,6 +282,8 @@ impl AuditLog {
             uncovered_since: (state.frontier_size_hint > state.last_checkpoint_size)
                 .then(Instant::now),
             status: status_sender,
+            retained: Vec::new(),
+            retry: None,
         };
         let task = tokio::spawn(writer.run(receiver));
         Ok(AuditLog {
@@ -272,6 +331,32 @@ impl AuditLog {
         let result = done.await.map_err(|_| AuditError::WriterStopped)?;
         let _ = self.task.await;
         result
+    }
+
+    /// Like [`AuditLog::close`], but gives up at `deadline`: a store that
+    /// stays unavailable cannot hold the process. What was not committed by
+    /// then is reported as an error naming how many entries it was.
+    pub async fn close_within(
+        self,
+        deadline: Duration,
+    ) -> Result<Option<SignedCheckpoint>, AuditError> {
+        let status = self.handle.status.clone();
+        let task_abort = self.task.abort_handle();
+        match tokio::time::timeout(deadline, self.close()).await {
+            Ok(result) => result,
+            Err(_) => {
+                task_abort.abort();
+                let status = status.borrow().clone();
+                Err(AuditError::CommitFailed(format!(
+                    "the store did not take the last entries within {} ms; {} recorded entries were not committed ({})",
+                    deadline.as_millis(),
+                    status.retained_entries,
+                    status
+                        .last_error
+                        .unwrap_or_else(|| "no error reported".into()),
+                )))
+            }
+        }
     }
 }
 
@@ -365,7 +450,22 @@ struct Writer {
     /// committed; `None` when every committed entry is covered.
     uncovered_since: Option<Instant>,
     status: watch::Sender<WriterStatus>,
+    /// Recorded entries whose commit failed, oldest first, committed ahead
+    /// of anything newer once the store takes writes again.
+    retained: Vec<PreparedEntry>,
+    /// When to try the retained entries again, and the wait after that.
+    retry: Option<(Instant, Duration)>,
 }
+
+/// The most recorded entries kept in memory while the store is failing.
+/// Requests that wait for their own entry (see [`AuditHandle::submit`]) are
+/// refused during an outage, so only entries that follow an earlier,
+/// committed one accumulate here (a stream's outcome); past this bound the
+/// oldest are given up and counted.
+const MAX_RETAINED_ENTRIES: usize = 65_536;
+/// The longest wait between two attempts while the store is failing, so the
+/// writer notices recovery within a fraction of a second.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_millis(250);
 
 /// The commands taken from the queue for one commit.
 #[derive(Default)]
@@ -410,12 +510,22 @@ struct Committed {
 impl Writer {
     async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
         loop {
-            let first = if let Some(uncovered_since) = self.uncovered_since {
-                let deadline = uncovered_since + self.config.checkpoint_interval;
+            // The next moment the writer must act without a command: a retry
+            // of retained entries, or a checkpoint over uncovered entries.
+            let wake_at = match (self.retry, self.uncovered_since) {
+                (Some((retry_at, _)), _) => Some(retry_at),
+                (None, Some(since)) => Some(since + self.config.checkpoint_interval),
+                (None, None) => None,
+            };
+            let first = if let Some(wake_at) = wake_at {
                 tokio::select! {
                     command = receiver.recv() => command,
-                    () = tokio::time::sleep_until(deadline) => {
-                        self.commit_with_retry(Batch { urgent: true, ..Batch::default() }, true).await;
+                    () = tokio::time::sleep_until(wake_at) => {
+                        if self.retry.is_some() && self.retained.is_empty() && self.uncovered_since.is_none() {
+                            self.probe().await;
+                        } else {
+                            self.commit_batch(Batch { urgent: true, ..Batch::default() }, true).await;
+                        }
                         continue;
                     }
                 }
@@ -423,9 +533,10 @@ impl Writer {
                 receiver.recv().await
             };
             let Some(first) = first else {
-                // Every handle is gone: commit nothing new, but cover what is
-                // committed with a final checkpoint.
-                self.commit_with_retry(Batch::default(), true).await;
+                // Every handle is gone: commit what is retained and cover
+                // what is committed with a final checkpoint.
+                self.commit_batch(Batch::default(), true).await;
+                self.give_up_retained("the log was closed");
                 return;
             };
             let mut batch = Batch::default();
@@ -458,53 +569,125 @@ impl Writer {
             }
             let stopping = batch.shutdown.is_some();
             let force_checkpoint = batch.wants_checkpoint();
-            self.commit_with_retry(batch, force_checkpoint).await;
+            self.commit_batch(batch, force_checkpoint).await;
             if stopping {
                 return;
             }
         }
     }
 
-    /// Commits a batch, retrying with backoff until it succeeds. Entries that
-    /// were only recorded are never dropped: while the store is failing, the
-    /// queue fills and callers of `record` wait. Callers of `append_now` and
-    /// `flush` get the error at once, and their entries leave the batch.
-    async fn commit_with_retry(&mut self, mut batch: Batch, force_checkpoint: bool) {
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let start = self.frontier.size();
-            let result = self.try_commit(&batch, force_checkpoint).await;
-            let result = match result {
-                Ok(committed) => Ok(committed),
-                Err(error) => {
-                    self.recover_ambiguous_commit(&batch, start, force_checkpoint, error)
-                        .await
-                }
-            };
-            match result {
-                Ok(committed) => {
-                    self.finish_commit(batch, committed);
-                    return;
-                }
-                Err(error) => {
-                    let message = error.to_string();
-                    tracing::error!(origin = %self.origin, error = %message, "audit commit failed; retrying");
-                    self.status
-                        .send_modify(|status| status.last_error = Some(message.clone()));
-                    batch = self.fail_waiters(batch, &message);
-                    if batch.entries.is_empty() {
-                        // Only a checkpoint was pending; the timer or the next
-                        // commit signs it once the store is back.
-                        if let Some(reply) = batch.shutdown.take() {
-                            let _ = reply.send(Err(AuditError::CommitFailed(message)));
-                        }
-                        return;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+    /// Commits the retained entries and then `batch`, in one transaction.
+    ///
+    /// On failure every waiter is answered at once with the error (an
+    /// `append_now` or `submit` caller acts only on a committed entry, so
+    /// its entry leaves the batch), and recorded entries are retained and
+    /// retried with backoff from the main loop. The writer never blocks in
+    /// a retry loop: new commands keep getting answers while the store is
+    /// down, and the first commit after recovery takes everything retained.
+    async fn commit_batch(&mut self, mut batch: Batch, force_checkpoint: bool) {
+        if !self.retained.is_empty() {
+            let retained = std::mem::take(&mut self.retained);
+            let offset = retained.len();
+            let mut entries = retained;
+            entries.append(&mut batch.entries);
+            batch.entries = entries;
+            for (position, _) in &mut batch.appenders {
+                *position += offset;
             }
         }
+        let start = self.frontier.size();
+        let result = match self.try_commit(&batch, force_checkpoint).await {
+            Ok(committed) => Ok(committed),
+            Err(error) => {
+                self.recover_ambiguous_commit(&batch, start, force_checkpoint, error)
+                    .await
+            }
+        };
+        match result {
+            Ok(committed) => {
+                self.retry = None;
+                self.finish_commit(batch, committed);
+            }
+            Err(error) => {
+                let message = error.to_string();
+                tracing::error!(origin = %self.origin, error = %message, "audit commit failed");
+                self.status
+                    .send_modify(|status| status.last_error = Some(message.clone()));
+                let mut batch = self.fail_waiters(batch, &message);
+                let shutdown = batch.shutdown.take();
+                self.retain(batch.entries);
+                if let Some(reply) = shutdown {
+                    self.give_up_retained("the gateway is shutting down");
+                    let _ = reply.send(Err(AuditError::CommitFailed(message)));
+                    return;
+                }
+                let backoff = self
+                    .retry
+                    .map_or(Duration::from_millis(10), |(_, backoff)| {
+                        (backoff * 2).min(MAX_RETRY_BACKOFF)
+                    });
+                // Retry retained entries or an uncovered checkpoint later,
+                // or, with nothing pending, probe the store, so the failure
+                // clears (and readiness returns) without waiting for traffic.
+                self.retry = Some((Instant::now() + backoff, backoff));
+            }
+        }
+    }
+
+    /// Learns whether the store takes writes again, with nothing to commit.
+    async fn probe(&mut self) {
+        let probed_micros = jiff::Timestamp::now().as_microsecond();
+        match store::probe_write(&self.pool, &self.origin, probed_micros).await {
+            Ok(()) => {
+                tracing::info!(origin = %self.origin, "the store takes audit writes again");
+                self.retry = None;
+                self.status.send_modify(|status| status.last_error = None);
+            }
+            Err(error) => {
+                let message = error.to_string();
+                self.status
+                    .send_modify(|status| status.last_error = Some(message));
+                let backoff = self
+                    .retry
+                    .map_or(Duration::from_millis(10), |(_, backoff)| {
+                        (backoff * 2).min(MAX_RETRY_BACKOFF)
+                    });
+                self.retry = Some((Instant::now() + backoff, backoff));
+            }
+        }
+    }
+
+    /// Keeps recorded entries for the next attempt, within the bound.
+    fn retain(&mut self, entries: Vec<PreparedEntry>) {
+        self.retained = entries;
+        if self.retained.len() > MAX_RETAINED_ENTRIES {
+            let excess = self.retained.len() - MAX_RETAINED_ENTRIES;
+            self.retained.drain(..excess);
+            tracing::error!(
+                origin = %self.origin,
+                lost_entries = excess,
+                "the store stayed unavailable; recorded audit entries beyond the retention bound were given up"
+            );
+            self.status
+                .send_modify(|status| status.lost_entries += excess as u64);
+        }
+        let retained = self.retained.len() as u64;
+        self.status
+            .send_modify(|status| status.retained_entries = retained);
+    }
+
+    /// Gives up every retained entry, logging how many.
+    fn give_up_retained(&mut self, why: &str) {
+        if self.retained.is_empty() {
+            return;
+        }
+        let lost = self.retained.len() as u64;
+        self.retained.clear();
+        tracing::error!(origin = %self.origin, lost_entries = lost, why, "recorded audit entries could not be committed");
+        self.status.send_modify(|status| {
+            status.lost_entries += lost;
+            status.retained_entries = 0;
+        });
     }
 
     /// A commit can fail after the database applied it (a connection lost
@@ -690,6 +873,7 @@ impl Writer {
             status.committed_size = committed_size;
             status.checkpoint_size = checkpoint_size;
             status.last_error = None;
+            status.retained_entries = 0;
         });
         for (position, reply) in batch.appenders {
             let receipt = AppendReceipt {

@@ -18,6 +18,7 @@ fn request_id(entry: &AuditEntry) -> String {
     match entry {
         AuditEntry::RequestDecision(request) => request.request_id.clone(),
         AuditEntry::AdminAction(admin) => admin.request_id.clone().unwrap_or_default(),
+        AuditEntry::RequestOutcome(outcome) => outcome.request_id.clone(),
     }
 }
 

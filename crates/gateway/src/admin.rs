@@ -92,7 +92,15 @@ impl From<crate::RefreshError> for AdminError {
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        // A store or audit log that cannot take writes now is expected to
+        // recover by itself; tell clients when to try again.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

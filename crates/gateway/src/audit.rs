@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use portcullis_audit::{
     AdminActionEntry, AdminTargetKind, AppendReceipt, AuditConfig, AuditEntry, AuditError,
-    AuditHandle, AuditLog, ContentRecording, NoteSigner, RequestDecisionEntry, WitnessTarget,
+    AuditHandle, AuditLog, ContentRecording, NoteSigner, PendingCommit, RequestDecisionEntry,
+    RequestOutcomeEntry, WitnessTarget,
 };
 use serde_json::Value;
 
@@ -127,17 +128,28 @@ impl GatewayAudit {
             .unwrap_or(self.content)
     }
 
-    /// Queues a request decision for group commit. Waits while the queue is
-    /// full; an entry is never dropped silently — a writer that has stopped
-    /// is logged as an error.
-    pub async fn record_decision(&self, entry: RequestDecisionEntry) {
+    /// Queues a request decision for group commit and returns the pending
+    /// commit, which the request awaits before the first byte of its answer
+    /// (overlapping the upstream call). An error means the entry was not
+    /// accepted, and the request must not be served.
+    pub async fn submit_decision(
+        &self,
+        entry: RequestDecisionEntry,
+    ) -> Result<PendingCommit, AuditError> {
+        self.handle
+            .submit(&AuditEntry::RequestDecision(entry))
+            .await
+    }
+
+    /// Queues how an admitted request ended. It follows the request's
+    /// decision entry, which is already durable, so nothing waits for it.
+    pub fn record_outcome(&self, entry: RequestOutcomeEntry) {
         if let Err(error) = self
             .handle
-            .record(&AuditEntry::RequestDecision(entry))
-            .await
+            .record_detached(&AuditEntry::RequestOutcome(entry))
         {
             metrics::counter!("portcullis_audit_errors_total").increment(1);
-            tracing::error!(%error, "request decision could not be queued for the audit log");
+            tracing::error!(%error, "request outcome could not be queued for the audit log");
         }
     }
 

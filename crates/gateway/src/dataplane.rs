@@ -80,8 +80,23 @@ async fn inference(gateway: Arc<Gateway>, format: ApiFormat, request: Request) -
             error.into_response_for(format, &request_id)
         }
     };
-    let status = response.status().as_u16();
-    record.finish(&gateway, status).await;
+    let mut status = response.status().as_u16();
+    // INVARIANT: no byte of an answer leaves before the request's decision
+    // entry is durable. A decision submitted at admission has been
+    // committing while the upstream worked; a refusal is written now. If the
+    // commit fails, the answer is dropped (cancelling any upstream stream)
+    // and the client gets 503: an unaudited request is never served.
+    let response = match record.finish(&gateway, status).await {
+        Ok(()) => {
+            record.record_whole_answer_outcome(status);
+            response
+        }
+        Err(error) => {
+            drop(response);
+            status = error.status.as_u16();
+            error.into_response_for(format, &request_id)
+        }
+    };
     metrics::counter!("portcullis_requests_total", "endpoint" => endpoint, "status" => status_class(status))
         .increment(1);
     metrics::histogram!("portcullis_request_duration_seconds", "endpoint" => endpoint)
@@ -90,9 +105,17 @@ async fn inference(gateway: Arc<Gateway>, format: ApiFormat, request: Request) -
 }
 
 /// What the audit log learns about one data-plane request, filled in as the
-/// request is handled and written when its answer is known.
+/// request is handled. An admitted request's decision is submitted before
+/// the upstream is contacted and is durable before the answer's first byte;
+/// how the request ended follows as its own outcome entry.
 pub struct DecisionRecord {
     entry: Option<portcullis_audit::RequestDecisionEntry>,
+    /// The commit of the decision entry submitted at admission.
+    pending: Option<portcullis_audit::PendingCommit>,
+    /// Writes the outcome entry of an admitted request; a stream takes it.
+    outcome: Option<OutcomeRecorder>,
+    /// Shared with the outcome writer: set once the decision is durable.
+    decision_durable: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl DecisionRecord {
@@ -121,7 +144,12 @@ impl DecisionRecord {
                 prompt: None,
                 response: None,
             });
-        Self { entry }
+        Self {
+            entry,
+            pending: None,
+            outcome: None,
+            decision_durable: None,
+        }
     }
 
     /// Mutable access to the entry, when the audit log is on.
@@ -166,17 +194,147 @@ impl DecisionRecord {
         }
     }
 
-    async fn finish(self, gateway: &Gateway, status: u16) {
-        let (Some(mut entry), Some(audit)) = (self.entry, gateway.audit.as_ref()) else {
+    /// Submits the decision to admit the request, before the upstream is
+    /// contacted, so its commit overlaps the upstream's work.
+    async fn admit(&mut self, gateway: &Arc<Gateway>) -> Result<(), ApiError> {
+        let (Some(entry), Some(audit)) = (self.entry.take(), gateway.audit.as_ref()) else {
+            return Ok(());
+        };
+        let mut entry = entry;
+        entry.status = 200;
+        entry.decision = portcullis_audit::Decision::Allow;
+        let outcome = OutcomeRecorder::for_decision(gateway, &entry);
+        let pending = audit.submit_decision(entry).await.map_err(|error| {
+            metrics::counter!("portcullis_audit_errors_total").increment(1);
+            tracing::error!(%error, "request decision could not be queued for the audit log; refusing");
+            ApiError::audit_unavailable()
+        })?;
+        self.pending = Some(pending);
+        self.decision_durable = Some(outcome.decision_durable.clone());
+        self.outcome = Some(outcome);
+        Ok(())
+    }
+
+    /// The outcome writer, for a stream that reports its own end.
+    fn take_outcome(&mut self) -> Option<OutcomeRecorder> {
+        self.outcome.take()
+    }
+
+    /// Makes the decision durable: waits for the commit submitted at
+    /// admission, or writes a refusal with its `status` now. An error means
+    /// the entry is not durable and the answer must not be sent.
+    async fn finish(&mut self, gateway: &Gateway, status: u16) -> Result<(), ApiError> {
+        let Some(audit) = gateway.audit.as_ref() else {
+            return Ok(());
+        };
+        let pending = match self.pending.take() {
+            Some(pending) => pending,
+            None => {
+                let Some(mut entry) = self.entry.take() else {
+                    return Ok(());
+                };
+                entry.status = status;
+                entry.decision = if (200..300).contains(&status) {
+                    portcullis_audit::Decision::Allow
+                } else {
+                    portcullis_audit::Decision::Deny
+                };
+                audit.submit_decision(entry).await.map_err(|error| {
+                    metrics::counter!("portcullis_audit_errors_total").increment(1);
+                    tracing::error!(%error, "request decision could not be queued for the audit log");
+                    ApiError::audit_unavailable()
+                })?
+            }
+        };
+        match pending.committed().await {
+            Ok(_) => {
+                if let Some(durable) = &self.decision_durable {
+                    durable.store(true, std::sync::atomic::Ordering::Release);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                metrics::counter!("portcullis_audit_errors_total").increment(1);
+                tracing::error!(%error, "request decision could not be committed to the audit log; not serving");
+                Err(ApiError::audit_unavailable())
+            }
+        }
+    }
+
+    /// Writes the outcome of an admitted request answered as a whole (a
+    /// stream writes its own when it ends).
+    fn record_whole_answer_outcome(&mut self, status: u16) {
+        let Some(outcome) = self.outcome.take() else {
             return;
         };
-        entry.status = status;
-        entry.decision = if (200..300).contains(&status) {
-            portcullis_audit::Decision::Allow
-        } else {
-            portcullis_audit::Decision::Deny
+        let ended = match status {
+            200..=299 => portcullis_audit::RequestOutcome::Completed,
+            // After admission only an order (or the shutdown) answers 451.
+            451 => portcullis_audit::RequestOutcome::Cut,
+            _ => portcullis_audit::RequestOutcome::Failed,
         };
-        audit.record_decision(entry).await;
+        outcome.record(ended, status, u64::from((200..300).contains(&status)));
+    }
+}
+
+/// Writes the outcome entry of one admitted request, once, and only after
+/// its decision entry is durable.
+pub struct OutcomeRecorder {
+    gateway: Arc<Gateway>,
+    entry: Option<portcullis_audit::RequestOutcomeEntry>,
+    admitted_at: Instant,
+    decision_durable: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl OutcomeRecorder {
+    fn for_decision(
+        gateway: &Arc<Gateway>,
+        decision: &portcullis_audit::RequestDecisionEntry,
+    ) -> Self {
+        Self {
+            gateway: gateway.clone(),
+            entry: Some(portcullis_audit::RequestOutcomeEntry {
+                request_id: decision.request_id.clone(),
+                time: decision.time,
+                principal_id: decision.principal_id.clone(),
+                model: decision.model.clone(),
+                action: decision.action.clone(),
+                outcome: portcullis_audit::RequestOutcome::Completed,
+                status: 200,
+                order_ids: Vec::new(),
+                events_relayed: 0,
+                duration_ms: 0,
+                replica: decision.replica.clone(),
+            }),
+            admitted_at: Instant::now(),
+            decision_durable: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    fn record(mut self, outcome: portcullis_audit::RequestOutcome, status: u16, events: u64) {
+        self.write(outcome, status, events);
+    }
+
+    fn write(&mut self, outcome: portcullis_audit::RequestOutcome, status: u16, events: u64) {
+        // An answer dropped because its decision could not be committed was
+        // never served; with the store failing there is nothing to add.
+        if !self
+            .decision_durable
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let (Some(mut entry), Some(audit)) = (self.entry.take(), self.gateway.audit.as_ref())
+        else {
+            return;
+        };
+        entry.time = self.gateway.clock.now();
+        entry.outcome = outcome;
+        entry.status = status;
+        entry.events_relayed = events;
+        entry.duration_ms =
+            u64::try_from(self.admitted_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        audit.record_outcome(entry);
     }
 }
 
@@ -492,10 +650,11 @@ async fn handle(
     {
         return Err(rejection);
     }
+    record.admit(gateway).await?;
     let upstream_format = provider_format(model.provider, format);
     if model.provider == Provider::Mock {
         let mock = serve_mock(
-            gateway, format, parts, &body, &model, stream, request_id, inflight, &cut,
+            gateway, format, parts, &body, &model, stream, request_id, inflight, &cut, record,
         );
         return until_cut(&cut, mock).await;
     }
@@ -607,7 +766,8 @@ async fn handle(
                     request_id,
                     (inflight, cut),
                 )
-                .with_output_guard(output_guard),
+                .with_output_guard(output_guard)
+                .with_outcome(record.take_outcome()),
             ))
         }
     }
@@ -687,6 +847,7 @@ async fn serve_mock(
     request_id: &str,
     inflight: InflightGuard,
     cut: &CutSignal,
+    record: &mut DecisionRecord,
 ) -> Result<Response, ApiError> {
     let plan = mock::plan(body, &model.upstream_model);
     match plan.failure {
@@ -729,7 +890,8 @@ async fn serve_mock(
             request_id,
             (inflight, cut.clone()),
         )
-        .with_output_guard(output_guard),
+        .with_output_guard(output_guard)
+        .with_outcome(record.take_outcome()),
     ))
 }
 
@@ -847,6 +1009,11 @@ struct Relay {
     finished: bool,
     /// Holds text events until the output classifier has passed them.
     output_guard: Option<crate::guard::StreamOutputGuard>,
+    /// Writes how the stream ended when the relay is dropped.
+    outcome: Option<OutcomeRecorder>,
+    /// How the stream ended, once it has.
+    ended: Option<(portcullis_audit::RequestOutcome, u16)>,
+    events_relayed: u64,
     _active: ActiveStream,
     /// Keeps the request registered while the stream runs.
     _inflight: InflightGuard,
@@ -874,6 +1041,9 @@ impl Relay {
             cut,
             finished: false,
             output_guard: None,
+            outcome: None,
+            ended: None,
+            events_relayed: 0,
             _active: ActiveStream::start(),
             _inflight: inflight,
         }
@@ -884,6 +1054,16 @@ impl Relay {
         self
     }
 
+    fn with_outcome(mut self, outcome: Option<OutcomeRecorder>) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    /// Notes how the stream ended; the first cause wins.
+    fn end_as(&mut self, outcome: portcullis_audit::RequestOutcome, status: u16) {
+        self.ended.get_or_insert((outcome, status));
+    }
+
     /// Queues client frames, through the output guard when there is one.
     fn emit(&mut self, frames: Vec<Bytes>) {
         match &mut self.output_guard {
@@ -891,12 +1071,21 @@ impl Relay {
             Some(guard) => {
                 let release = guard.on_frames(frames);
                 self.pending.extend(release.frames);
+                if release.stopped {
+                    self.end_as(portcullis_audit::RequestOutcome::Stopped, 200);
+                }
                 self.finished |= release.stopped;
             }
         }
     }
 
     fn fail(&mut self, error: ApiError) {
+        let outcome = if self.cut.token.is_cancelled() {
+            portcullis_audit::RequestOutcome::Cut
+        } else {
+            portcullis_audit::RequestOutcome::Failed
+        };
+        self.end_as(outcome, error.status.as_u16());
         metrics::counter!("portcullis_stream_errors_total", "code" => error.code).increment(1);
         // Text still held was never screened in full: it is dropped, not sent.
         if let Some(guard) = &mut self.output_guard {
@@ -955,6 +1144,7 @@ impl Relay {
     async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
             if let Some(frame) = self.pending.pop_front() {
+                self.events_relayed += 1;
                 return Some(frame);
             }
             if self.finished {
@@ -982,6 +1172,9 @@ impl Relay {
                     if let Some(guard) = &mut self.output_guard {
                         let release = guard.on_tick();
                         self.pending.extend(release.frames);
+                        if release.stopped {
+                            self.end_as(portcullis_audit::RequestOutcome::Stopped, 200);
+                        }
                         self.finished |= release.stopped;
                     }
                     continue;
@@ -1029,6 +1222,23 @@ impl Relay {
     }
 }
 
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let Some(mut outcome) = self.outcome.take() else {
+            return;
+        };
+        let (ended, status) = match self.ended {
+            Some(ended) => ended,
+            // Everything was relayed: the stream ran to its end.
+            None if self.finished && self.pending.is_empty() => {
+                (portcullis_audit::RequestOutcome::Completed, 200)
+            }
+            None => (portcullis_audit::RequestOutcome::ClientGone, 200),
+        };
+        outcome.write(ended, status, self.events_relayed);
+    }
+}
+
 /// `GET /v1/models`: the models the caller may invoke, in the OpenAI list
 /// format, or the Anthropic one when the client sends `anthropic-version`.
 pub async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
@@ -1045,8 +1255,10 @@ pub async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) 
         Ok(caller) => caller,
         Err(error) => {
             let response = error.into_response_for(format, &request_id);
-            record.finish(&gateway, response.status().as_u16()).await;
-            return response;
+            return match record.finish(&gateway, response.status().as_u16()).await {
+                Ok(()) => response,
+                Err(error) => error.into_response_for(format, &request_id),
+            };
         }
     };
     record.authenticated(&caller);
@@ -1073,7 +1285,9 @@ pub async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) 
             "last_id": visible.last().map(|m| m.name.clone()),
         }),
     };
-    record.finish(&gateway, 200).await;
+    if let Err(error) = record.finish(&gateway, 200).await {
+        return error.into_response_for(format, &request_id);
+    }
     json_response(Bytes::from(body.to_string()))
 }
 

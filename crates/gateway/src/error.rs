@@ -143,6 +143,20 @@ impl ApiError {
         Self::new(status, code, message, ErrorSource::Upstream)
     }
 
+    /// The request's audit entry could not be committed, so it is not
+    /// served (503 `audit_unavailable`, with `Retry-After`).
+    pub fn audit_unavailable() -> Self {
+        Self {
+            retry_after_seconds: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the gateway cannot record this request in its audit log right now, so it is not served; retry shortly",
+                ErrorSource::Internal,
+            )
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

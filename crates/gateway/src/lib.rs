@@ -206,7 +206,7 @@ impl Gateway {
     /// Whether the gateway can decide correctly now: it is not shutting
     /// down, and its snapshot is confirmed within the staleness bound.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && self.replica_is_current(self.clock.now())
+        self.readiness().ready
     }
 
     /// Whether this replica's snapshot may decide requests for models tagged
@@ -243,14 +243,98 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Why this replica can or cannot decide correctly now, as `/readyz`
+/// reports it (the JSON contract in DESIGN.md).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub checks: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Gateway {
+    /// Each readiness check with its state. Ready only when every check
+    /// passes: accepting traffic, a confirmed snapshot, and an audit writer
+    /// whose last commit succeeded (an entry that cannot be committed means
+    /// requests are refused, so a load balancer should look elsewhere).
+    pub fn readiness(&self) -> Readiness {
+        use serde_json::{Value, json};
+        let now = self.clock.now();
+        let mut checks = serde_json::Map::new();
+        let accepting = self.ready.load(Ordering::Relaxed);
+        checks.insert(
+            "accepting".into(),
+            Value::from(if accepting { "ok" } else { "draining" }),
+        );
+        let current = self.replica_is_current(now);
+        let snapshot = self.snapshot.load();
+        checks.insert(
+            "snapshot".into(),
+            json!({
+                "state": if current { "current" } else { "stale" },
+                "version": snapshot.version,
+                "unconfirmed_ms": self.replica.staleness_millis(now),
+            }),
+        );
+        checks.insert(
+            "store".into(),
+            Value::from(if current { "ok" } else { "unconfirmed" }),
+        );
+        let audit_ok = match &self.audit {
+            None => {
+                checks.insert("audit".into(), Value::from("off"));
+                true
+            }
+            Some(audit) => {
+                let status = audit.status();
+                match &status.last_error {
+                    None => {
+                        checks.insert("audit".into(), Value::from("ok"));
+                        true
+                    }
+                    Some(error) => {
+                        checks.insert(
+                            "audit".into(),
+                            json!({
+                                "state": "failing",
+                                "error": error,
+                                "retained_entries": status.retained_entries,
+                                "lost_entries": status.lost_entries,
+                            }),
+                        );
+                        false
+                    }
+                }
+            }
+        };
+        let guarded = snapshot
+            .models
+            .values()
+            .any(|model| model.safeguard_profile.is_some());
+        let stage2 = if !guarded {
+            "not_needed"
+        } else if self.safeguards.has_stage2() {
+            "loaded"
+        } else {
+            "missing"
+        };
+        checks.insert("stage2".into(), Value::from(stage2));
+        Readiness {
+            ready: accepting && current && audit_ok,
+            checks,
+        }
+    }
+}
+
 async fn readyz(
     axum::extract::State(gateway): axum::extract::State<Arc<Gateway>>,
-) -> (http::StatusCode, &'static str) {
-    if gateway.is_ready() {
-        (http::StatusCode::OK, "ready")
+) -> (http::StatusCode, axum::Json<Readiness>) {
+    let readiness = gateway.readiness();
+    let status = if readiness.ready {
+        http::StatusCode::OK
     } else {
-        (http::StatusCode::SERVICE_UNAVAILABLE, "not ready")
-    }
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(readiness))
 }
 
 /// Routes of the data-plane listener.

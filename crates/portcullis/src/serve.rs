@@ -158,9 +158,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(%listen, %admin_listen, demo = args.demo, data_dir = %data_dir.display(), "portcullis is serving");
 
     let shutdown = CancellationToken::new();
+    // The grace period bounds the whole shutdown: three quarters drain the
+    // listeners and streams, the rest commits the audit log's last entries
+    // and closes the store, so a failing store cannot hold the process.
+    let shutdown_grace = config.server.shutdown_grace();
     let options = ServeOptions {
         header_read_timeout: config.server.header_read_timeout(),
-        drain_deadline: config.server.shutdown_grace(),
+        drain_deadline: shutdown_grace * 3 / 4,
     };
     let watcher = tokio::spawn(
         gateway
@@ -187,16 +191,45 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         gateway.stream_cut.clone(),
     ));
     shutdown_signal().await;
+    let shutdown_deadline = tokio::time::Instant::now() + shutdown_grace;
     tracing::info!("shutting down: draining streams");
     gateway.set_ready(false);
     shutdown.cancel();
-    let _ = tokio::join!(data_plane, admin_plane, watcher, order_clock);
-    if let Some(audit) = &gateway.audit
-        && let Err(error) = audit.flush().await
+    if tokio::time::timeout_at(shutdown_deadline, async {
+        tokio::join!(data_plane, admin_plane, watcher, order_clock)
+    })
+    .await
+    .is_err()
     {
-        tracing::error!(%error, "cannot flush the audit log at shutdown");
+        tracing::error!("the listeners and background tasks did not stop within the grace period");
     }
-    store.close().await;
+    if let Some(audit) = &gateway.audit {
+        match tokio::time::timeout_at(shutdown_deadline, audit.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                let status = audit.status();
+                tracing::error!(
+                    %error,
+                    uncommitted_entries = status.retained_entries,
+                    "cannot flush the audit log at shutdown"
+                );
+            }
+            Err(_) => {
+                let status = audit.status();
+                tracing::error!(
+                    uncommitted_entries = status.retained_entries,
+                    last_error = status.last_error.as_deref().unwrap_or("none"),
+                    "the audit log could not be flushed within the grace period"
+                );
+            }
+        }
+    }
+    if tokio::time::timeout_at(shutdown_deadline, store.close())
+        .await
+        .is_err()
+    {
+        tracing::error!("the store did not close within the grace period");
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

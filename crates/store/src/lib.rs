@@ -25,7 +25,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use portcullis_domain::{ApiKey, Model, ModelDraft, Principal, PrincipalAttributes, StoreVersion};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 use tokio::sync::watch;
 
 pub use findings::{FindingStatus, NewFinding, StoredFinding};
@@ -81,15 +81,41 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the error means the store is unreachable (as opposed to a
-    /// request that is wrong), so callers can answer 503 rather than 400.
+    /// Whether the error means the store cannot take the operation now (as
+    /// opposed to a request that is wrong), so callers answer 503 with
+    /// `Retry-After` rather than 400 or 500.
+    ///
+    /// Every database failure that is not a constraint the request broke
+    /// counts: a full disk (`SQLITE_FULL`), a read-only or unwritable file,
+    /// an I/O error, a lock held too long, a lost connection or an exhausted
+    /// pool all pass once the storage recovers.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Database(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            )
-        )
+        match self {
+            StoreError::Database(error) => database_error_is_unavailable(error),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a database error is a storage fault rather than a rejected write.
+pub fn database_error_is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => !matches!(
+            database.kind(),
+            sqlx::error::ErrorKind::UniqueViolation
+                | sqlx::error::ErrorKind::ForeignKeyViolation
+                | sqlx::error::ErrorKind::NotNullViolation
+                | sqlx::error::ErrorKind::CheckViolation
+        ),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed
+        | sqlx::Error::InvalidSavePointStatement => true,
+        _ => false,
     }
 }
 
@@ -153,6 +179,21 @@ impl Store {
                 Backend::Postgres => 8,
             })
             .acquire_timeout(Duration::from_secs(5))
+            // INVARIANT: a pooled connection is never handed out inside a
+            // transaction. A COMMIT that fails (a full disk, an unwritable
+            // file) leaves sqlx's transaction depth above zero; reused, such
+            // a connection turns every later `begin` into a SAVEPOINT of a
+            // transaction that never commits, so writes would look committed
+            // while nothing reached the file. Such connections are closed on
+            // release and, should one slip through, refused on acquire.
+            .after_release(|conn, _meta| {
+                let reusable = !conn.is_in_transaction();
+                Box::pin(async move { Ok(reusable) })
+            })
+            .before_acquire(|conn, _meta| {
+                let reusable = !conn.is_in_transaction();
+                Box::pin(async move { Ok(reusable) })
+            })
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -12,14 +12,23 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 /// audit log) when dropped or by [`DemoServer::stop`].
 pub struct DemoServer {
     pub dir: tempfile::TempDir,
+    data_dir: PathBuf,
     child: Option<Child>,
     pub keys: serde_json::Value,
 }
 
 impl DemoServer {
     pub fn start(config: Option<&str>) -> Self {
+        Self::start_with(config, None, &[])
+    }
+
+    /// Starts the demo on `data_dir` (a fresh temporary directory when
+    /// `None`) with extra environment variables.
+    pub fn start_with(config: Option<&str>, data_dir: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let data_dir = data_dir.map_or_else(|| dir.path().to_owned(), Path::to_owned);
         let mut command = Command::new(BIN);
+        command.envs(env.iter().copied());
         command
             .args([
                 "serve",
@@ -30,7 +39,7 @@ impl DemoServer {
                 "127.0.0.1:0",
             ])
             .arg("--data")
-            .arg(dir.path())
+            .arg(&data_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -40,10 +49,11 @@ impl DemoServer {
             command.arg("--config").arg(file);
         }
         let child = command.spawn().unwrap();
-        let keys_file = dir.path().join("demo-keys.json");
+        let keys_file = data_dir.join("demo-keys.json");
         let started = Instant::now();
         let mut server = DemoServer {
             dir,
+            data_dir,
             child: Some(child),
             keys: serde_json::Value::Null,
         };
@@ -62,7 +72,31 @@ impl DemoServer {
     }
 
     pub fn data(&self) -> &Path {
-        self.dir.path()
+        &self.data_dir
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM and returns how long the process took to exit, or
+    /// `None` if it was still running after `limit` (it is then killed).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<Duration> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(started.elapsed())
     }
 
     pub fn admin_url(&self) -> String {
