@@ -29,7 +29,7 @@ use crate::request_id::RequestId;
 use crate::snapshot::Snapshot;
 use crate::sse::{SseEvent, SseSplitter};
 use crate::translate::{self, AnthropicToOpenAiStream, OpenAiToAnthropicStream};
-use crate::upstream::{UpstreamAnswer, provider_format, upstream_error_message};
+use crate::upstream::{UpstreamAnswer, provider_format};
 use portcullis_domain::PrincipalAttributes;
 use portcullis_policy::{Action, PrincipalRef};
 use sha2::{Digest, Sha256};
@@ -352,6 +352,21 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
+/// Refuses a request that presents more than one credential (two
+/// `Authorization` headers, or `Authorization` and `x-api-key`): which one
+/// would decide is ambiguous, so neither does.
+fn check_single_credential(headers: &HeaderMap) -> Result<(), ApiError> {
+    let authorizations = headers.get_all(header::AUTHORIZATION).iter().count();
+    let api_keys = headers.get_all("x-api-key").iter().count();
+    if authorizations + api_keys > 1 {
+        return Err(ApiError::bad_request(
+            "conflicting_credentials",
+            "the request carries more than one credential; send exactly one `Authorization` or `x-api-key` header",
+        ));
+    }
+    Ok(())
+}
+
 /// The credential a client presented, from `Authorization: Bearer` or
 /// `x-api-key`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
@@ -429,6 +444,7 @@ async fn authenticate(
     snapshot: &Snapshot,
     headers: &HeaderMap,
 ) -> Result<Caller, ApiError> {
+    check_single_credential(headers)?;
     let secret = presented_key(headers).ok_or_else(ApiError::unauthenticated)?;
     if let Some(entry) = snapshot.authenticate(secret, gateway.clock.now()) {
         return Ok(Caller::Key {
@@ -515,9 +531,78 @@ pub fn parse_body(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+/// The longest model name accepted, in bytes. Longer names are refused
+/// without being echoed, so nobody can fill the log (or the disk) with them.
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+/// The documented range of `max_tokens` and `max_completion_tokens`.
+pub const MAX_TOKENS_RANGE: std::ops::RangeInclusive<u64> = 1..=1_000_000;
+/// The documented range of `n`.
+pub const CHOICES_RANGE: std::ops::RangeInclusive<u64> = 1..=128;
+
+/// Refuses a model name that is too long or not printable, naming neither
+/// the value nor its bytes.
+fn check_model_name(model: &str) -> Result<(), ApiError> {
+    if model.len() > MAX_MODEL_NAME_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_model",
+            format!(
+                "`model` is {} bytes long; at most {MAX_MODEL_NAME_BYTES} are accepted",
+                model.len()
+            ),
+        ));
+    }
+    if model.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_model",
+            "`model` must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the generation parameters against their documented ranges, so an
+/// absurd value is refused here rather than passed to an upstream.
+fn check_generation_parameters(body: &Map<String, Value>) -> Result<(), ApiError> {
+    let integer_in = |field: &str, range: &std::ops::RangeInclusive<u64>| match body.get(field) {
+        None | Some(Value::Null) => Ok(()),
+        Some(value) => match value.as_u64() {
+            Some(number) if range.contains(&number) => Ok(()),
+            _ => Err(ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "`{field}` must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        },
+    };
+    integer_in("max_tokens", &MAX_TOKENS_RANGE)?;
+    integer_in("max_completion_tokens", &MAX_TOKENS_RANGE)?;
+    integer_in("n", &CHOICES_RANGE)?;
+    for (field, low, high) in [("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)] {
+        match body.get(field) {
+            None | Some(Value::Null) => {}
+            Some(value) => match value.as_f64() {
+                Some(number) if (low..=high).contains(&number) => {}
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        format!("`{field}` must be a number from {low} to {high}"),
+                    ));
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
 /// The model named in the body, refusing any second, different naming in the
 /// query string or headers: the body alone decides which model is checked.
 fn requested_model(parts: &Parts, body: &Map<String, Value>) -> Result<String, ApiError> {
+    if let Some(Value::String(model)) = body.get("model") {
+        check_model_name(model)?;
+    }
     let model = match body.get("model") {
         Some(Value::String(model)) if !model.is_empty() => model.clone(),
         Some(Value::String(_)) | None => {
@@ -561,6 +646,7 @@ fn requested_model(parts: &Parts, body: &Map<String, Value>) -> Result<String, A
 }
 
 fn check_shape(body: &Map<String, Value>) -> Result<bool, ApiError> {
+    check_generation_parameters(body)?;
     if !matches!(body.get("messages"), Some(Value::Array(_))) {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -699,26 +785,17 @@ async fn handle(
     )
     .await?;
     match answer {
-        UpstreamAnswer::Rejected { status, body } => {
-            if upstream_format == format {
-                let mut response = Response::new(Body::from(body));
-                *response.status_mut() = status;
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                Ok(response)
-            } else {
-                let message = upstream_error_message(&body)
-                    .unwrap_or_else(|| "the upstream refused the request".into());
-                Err(ApiError::new(
-                    status,
-                    "upstream_rejected",
-                    message,
-                    ErrorSource::Upstream,
-                ))
-            }
-        }
+        UpstreamAnswer::Rejected {
+            status,
+            body,
+            retry_after_seconds,
+        } => Err(upstream_rejection(
+            &model,
+            request_id,
+            status,
+            &body,
+            retry_after_seconds,
+        )),
         UpstreamAnswer::Complete(bytes) => {
             if upstream_format == format {
                 guarded_json_response(gateway, &model, format, bytes)
@@ -770,6 +847,54 @@ async fn handle(
                 .with_outcome(record.take_outcome()),
             ))
         }
+    }
+}
+
+/// The gateway's own error for an upstream that refused a request. The
+/// upstream's body is logged (redacted) and never relayed: it may echo the
+/// upstream's key, and its 401 or 403 would read as if the client's own
+/// credential had failed. A 429 stays a 429, with the upstream's
+/// `Retry-After`; anything else is 502 `upstream_error` naming the status.
+fn upstream_rejection(
+    model: &Model,
+    request_id: &str,
+    status: StatusCode,
+    body: &[u8],
+    retry_after_seconds: Option<u32>,
+) -> ApiError {
+    tracing::warn!(
+        request_id,
+        model = %model.name,
+        upstream_status = status.as_u16(),
+        upstream_body = %crate::upstream::redact_secrets(&String::from_utf8_lossy(body)),
+        "the upstream refused the request"
+    );
+    metrics::counter!("portcullis_upstream_errors_total", "kind" => "status_4xx").increment(1);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return ApiError {
+            retry_after_seconds: Some(retry_after_seconds.unwrap_or(1)),
+            upstream_status: Some(status.as_u16()),
+            ..ApiError::upstream(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                format!(
+                    "the upstream of model `{}` is rate limiting; retry later",
+                    model.name
+                ),
+            )
+        };
+    }
+    ApiError {
+        upstream_status: Some(status.as_u16()),
+        ..ApiError::upstream(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!(
+                "the upstream of model `{}` refused the request with status {}",
+                model.name,
+                status.as_u16()
+            ),
+        )
     }
 }
 

@@ -34,6 +34,8 @@ pub struct ApiError {
     pub source: ErrorSource,
     /// Seconds for a `Retry-After` header, when retrying later can succeed.
     pub retry_after_seconds: Option<u32>,
+    /// The upstream's status, when the upstream refused the request.
+    pub upstream_status: Option<u16>,
 }
 
 impl ApiError {
@@ -49,6 +51,7 @@ impl ApiError {
             message: message.into(),
             source,
             retry_after_seconds: None,
+            upstream_status: None,
         }
     }
 
@@ -191,6 +194,18 @@ impl ApiError {
 
     /// The error body in the client's format.
     pub fn body(&self, format: ApiFormat, request_id: &str) -> serde_json::Value {
+        let mut body = self.native_body(format, request_id);
+        if let (Some(upstream_status), Some(error)) = (
+            self.upstream_status,
+            body.get_mut("error")
+                .and_then(serde_json::Value::as_object_mut),
+        ) {
+            error.insert("upstream_status".into(), json!(upstream_status));
+        }
+        body
+    }
+
+    fn native_body(&self, format: ApiFormat, request_id: &str) -> serde_json::Value {
         match format {
             ApiFormat::OpenAi => json!({
                 "error": {

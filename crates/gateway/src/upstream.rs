@@ -24,8 +24,13 @@ pub enum UpstreamAnswer {
     Complete(Bytes),
     /// A 2xx stream, as raw bytes.
     Stream(BoxStream<'static, Result<Bytes, reqwest::Error>>),
-    /// A non-2xx answer below 500: the upstream refused the request.
-    Rejected { status: StatusCode, body: Bytes },
+    /// A non-2xx answer below 500: the upstream refused the request. The
+    /// body is for the log only (redacted); clients never see it.
+    Rejected {
+        status: StatusCode,
+        body: Bytes,
+        retry_after_seconds: Option<u32>,
+    },
 }
 
 /// The API format a provider speaks.
@@ -142,8 +147,17 @@ impl UpstreamClient {
             ));
         }
         if !status.is_success() {
+            let retry_after_seconds = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u32>().ok());
             let body = read_limited(response, MAX_ERROR_BODY).await;
-            return Ok(UpstreamAnswer::Rejected { status, body });
+            return Ok(UpstreamAnswer::Rejected {
+                status,
+                body,
+                retry_after_seconds,
+            });
         }
         if stream {
             return Ok(UpstreamAnswer::Stream(response.bytes_stream().boxed()));
@@ -195,11 +209,65 @@ fn send_error(error: &reqwest::Error) -> ApiError {
     ApiError::upstream(StatusCode::BAD_GATEWAY, "upstream_unavailable", message)
 }
 
-/// The message inside an upstream error body of either format, if any.
-pub fn upstream_error_message(body: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value
-        .pointer("/error/message")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
+/// Replaces anything in an upstream's error text that looks like a
+/// credential (`Bearer …`, `sk-…`, `pcl_…`, or a long opaque token) with
+/// `[redacted]`, so the log never holds a key an upstream echoed back.
+pub fn redact_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut after_bearer = false;
+    let mut token = String::new();
+    let is_token_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '/' | '=');
+    let flush = |token: &mut String, out: &mut String, after_bearer: &mut bool| {
+        if token.is_empty() {
+            return;
+        }
+        let lowered = token.to_ascii_lowercase();
+        let opaque = token.len() >= 24
+            && token.chars().any(|c| c.is_ascii_digit())
+            && token.chars().any(|c| c.is_ascii_alphabetic());
+        if *after_bearer || lowered.starts_with("sk-") || lowered.starts_with("pcl_") || opaque {
+            out.push_str("[redacted]");
+            *after_bearer = false;
+        } else {
+            *after_bearer = lowered == "bearer";
+            out.push_str(token);
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if is_token_char(c) {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out, &mut after_bearer);
+            out.push(c);
+        }
+    }
+    flush(&mut token, &mut out, &mut after_bearer);
+    out
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_secrets;
+
+    #[test]
+    fn credentials_in_upstream_errors_are_redacted() {
+        let cases = [
+            (
+                "Incorrect API key provided: Bearer sk-proj-abc123",
+                "Incorrect API key provided: Bearer [redacted]",
+            ),
+            ("bad key sk-ant-api03-XYZ", "bad key [redacted]"),
+            ("{\"key\":\"pcl_deadbeef\"}", "{\"key\":\"[redacted]\"}"),
+            (
+                "token 9f8e7d6c5b4a39281716aabbccddeeff expired",
+                "token [redacted] expired",
+            ),
+            ("model not found", "model not found"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_secrets(input), expected, "{input}");
+        }
+    }
 }

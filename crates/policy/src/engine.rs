@@ -75,6 +75,9 @@ pub struct Decision {
     /// then ordinary ones, each group sorted; `no_permit` when nothing
     /// permitted and nothing forbade.
     pub reasons: Vec<String>,
+    /// How many of the leading `reasons` are legal (order references and
+    /// rules declared legal); the rest are ordinary rules.
+    pub legal_reason_count: usize,
     /// The definition profile the decision was made under.
     pub profile: String,
 }
@@ -86,14 +89,28 @@ impl Decision {
         if self.allowed {
             return None;
         }
-        let rules = self
-            .reasons
-            .iter()
-            .map(|reason| format!("`{reason}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let quoted = |reasons: &[String]| {
+            reasons
+                .iter()
+                .map(|reason| format!("`{reason}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let rules = quoted(&self.reasons);
         Some(if self.status == 451 {
-            format!("access to model `{model_name}` is unavailable for legal reasons: {rules}")
+            // Only legal grounds are named as legal; ordinary rules that also
+            // deny are listed apart, so a client never reads an internal
+            // rule as a legal restriction.
+            let legal_count = self.legal_reason_count.min(self.reasons.len());
+            let (legal, ordinary) = self.reasons.split_at(legal_count);
+            let mut message = format!(
+                "access to model `{model_name}` is unavailable for legal reasons: {}",
+                quoted(legal)
+            );
+            if !ordinary.is_empty() {
+                message.push_str(&format!("; also denied by policy: {}", quoted(ordinary)));
+            }
+            message
         } else if self.reasons.iter().any(|reason| reason == NO_PERMIT_REASON) {
             format!("no policy permits access to model `{model_name}`: {rules}")
         } else {
@@ -765,11 +782,13 @@ impl PolicyEngine {
         if !order_references.is_empty() || !legal.is_empty() {
             let mut reasons = order_references;
             reasons.extend(legal);
+            let legal_reason_count = reasons.len();
             reasons.extend(ordinary);
             return Decision {
                 allowed: false,
                 status: RuleStatus::Legal.http_status(),
                 reasons,
+                legal_reason_count,
                 profile,
             };
         }
@@ -778,6 +797,7 @@ impl PolicyEngine {
                 allowed: false,
                 status: RuleStatus::Ordinary.http_status(),
                 reasons: ordinary,
+                legal_reason_count: 0,
                 profile,
             };
         }
@@ -787,6 +807,7 @@ impl PolicyEngine {
                 allowed: true,
                 status: 200,
                 reasons: permits,
+                legal_reason_count: 0,
                 profile,
             };
         }
@@ -794,6 +815,7 @@ impl PolicyEngine {
             allowed: false,
             status: RuleStatus::Ordinary.http_status(),
             reasons: vec![NO_PERMIT_REASON.to_owned()],
+            legal_reason_count: 0,
             profile,
         }
     }
@@ -822,4 +844,42 @@ fn slice_for_model(
         )
     };
     Ok([slice(&action_uids[0])?, slice(&action_uids[1])?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_legal_denial_names_only_legal_grounds_as_legal() {
+        let decision = Decision {
+            allowed: false,
+            status: 451,
+            reasons: vec![
+                "BIS-2026-0521".to_owned(),
+                "embargoed_destination".to_owned(),
+                "internal_model_outside_operator".to_owned(),
+            ],
+            legal_reason_count: 2,
+            profile: "ear".to_owned(),
+        };
+        let message = decision.denial_message("mythos").unwrap();
+        let (legal, ordinary) = message.split_once("; also denied by policy: ").unwrap();
+        assert!(legal.ends_with("legal reasons: `BIS-2026-0521`, `embargoed_destination`"));
+        assert!(!legal.contains("internal_model_outside_operator"));
+        assert_eq!(ordinary, "`internal_model_outside_operator`");
+    }
+
+    #[test]
+    fn an_ordinary_denial_is_not_called_legal() {
+        let decision = Decision {
+            allowed: false,
+            status: 403,
+            reasons: vec!["internal_model_outside_operator".to_owned()],
+            legal_reason_count: 0,
+            profile: "ear".to_owned(),
+        };
+        let message = decision.denial_message("mythos").unwrap();
+        assert!(!message.contains("legal"), "{message}");
+    }
 }

@@ -1,0 +1,279 @@
+//! Input bounds and upstream errors, tried as an attacker would: oversized
+//! and malformed fields, two credentials at once, and an upstream whose
+//! error echoes the key it was sent.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use std::net::SocketAddr;
+
+use axum::response::IntoResponse;
+use harness::{TestGateway, model};
+use http::StatusCode;
+use portcullis_domain::{Provider, ReleaseState};
+use portcullis_gateway::Config;
+use serde_json::{Value, json};
+
+const UPSTREAM_SECRET: &str = "sk-proj-upstream0secret0key0123456789";
+
+/// An upstream that refuses every request with `status`, echoing the
+/// credential it received the way some providers do.
+async fn refusing_upstream(status: StatusCode, retry_after: Option<&'static str>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().fallback(move |headers: http::HeaderMap| async move {
+        let presented = headers
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let body = json!({"error": {
+            "message": format!("Incorrect API key provided: {presented}"),
+            "type": "invalid_request_error", "code": "invalid_api_key"}});
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static(seconds));
+        }
+        response
+    });
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+fn upstream_model(name: &str, addr: SocketAddr) -> portcullis_domain::ModelDraft {
+    let mut draft = model(
+        name,
+        Provider::Openai,
+        Some(format!("http://{addr}/v1")),
+        "upstream-secret-model-name",
+        ReleaseState::Released,
+    );
+    draft.api_key = Some(UPSTREAM_SECRET.to_owned());
+    draft
+}
+
+async fn post(
+    gw: &TestGateway,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, http::HeaderMap, String) {
+    let mut request = gw
+        .http
+        .post(gw.url(path))
+        .header("content-type", "application/json")
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn oversized_and_out_of_range_fields_are_refused_without_echo() {
+    let gw = TestGateway::start(Config::default(), vec![]).await;
+    let bearer = format!("Bearer {}", gw.key("alice"));
+    let huge_model = "m".repeat(100_000);
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "a model name past the bound",
+            json!({"model": huge_model, "messages": []}),
+            "invalid_model",
+        ),
+        (
+            "a model name with a control character",
+            json!({"model": "hai\u{0}ku", "messages": []}),
+            "invalid_model",
+        ),
+        (
+            "negative max_tokens",
+            json!({"model": "haiku", "max_tokens": -1, "messages": []}),
+            "invalid_request",
+        ),
+        (
+            "absurd max_tokens",
+            json!({"model": "haiku", "max_tokens": 1e12, "messages": []}),
+            "invalid_request",
+        ),
+        (
+            "max_tokens past 2^64",
+            json!({"model": "haiku", "max_tokens": 18446744073709551616.0_f64, "messages": []}),
+            "invalid_request",
+        ),
+        (
+            "zero max_completion_tokens",
+            json!({"model": "haiku", "max_completion_tokens": 0, "messages": []}),
+            "invalid_request",
+        ),
+        (
+            "a billion choices",
+            json!({"model": "haiku", "n": 1e9, "messages": []}),
+            "invalid_request",
+        ),
+        (
+            "a temperature past 2",
+            json!({"model": "haiku", "temperature": 7, "messages": []}),
+            "invalid_request",
+        ),
+        (
+            "a string temperature",
+            json!({"model": "haiku", "temperature": "hot", "messages": []}),
+            "invalid_request",
+        ),
+    ];
+    for (path, auth_header) in [
+        ("/v1/chat/completions", "authorization"),
+        ("/v1/messages", "authorization"),
+    ] {
+        for (what, body, code) in &cases {
+            let (status, _, text) = post(
+                &gw,
+                path,
+                &[(auth_header, &bearer), ("anthropic-version", "2023-06-01")],
+                serde_json::to_vec(body).unwrap(),
+            )
+            .await;
+            assert_eq!(status, 400, "{what} on {path}: {text}");
+            assert!(text.contains(code), "{what} on {path}: {text}");
+            assert!(text.len() < 1_000, "{what} on {path} echoed the value");
+        }
+    }
+    // Nothing refused above reached the log with its value.
+    let audit = gw.gateway.audit.as_ref().unwrap();
+    audit.flush().await.unwrap();
+    let stored = portcullis_audit::search(
+        gw.gateway.store.pool(),
+        &portcullis_audit::AuditQuery::default(),
+    )
+    .await
+    .unwrap();
+    for entry in stored {
+        let text = serde_json::to_string(&entry.entry).unwrap();
+        assert!(text.len() < 4_096, "an audit entry of {} bytes", text.len());
+    }
+    // In-range values still pass.
+    let (status, _, text) = post(
+        &gw,
+        "/v1/chat/completions",
+        &[("authorization", &bearer)],
+        serde_json::to_vec(
+            &json!({"model": "haiku", "max_tokens": 4, "n": 1, "temperature": 2,
+            "top_p": 1, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test]
+async fn two_credentials_at_once_are_refused() {
+    let gw = TestGateway::start(Config::default(), vec![]).await;
+    let alice = gw.key("alice").to_owned();
+    let bearer = format!("Bearer {alice}");
+    let body = serde_json::to_vec(
+        &json!({"model": "haiku", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .unwrap();
+    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        (
+            "two Authorization headers",
+            vec![
+                ("authorization", &bearer),
+                ("authorization", "Bearer other"),
+            ],
+        ),
+        (
+            "Authorization and x-api-key",
+            vec![("authorization", &bearer), ("x-api-key", &alice)],
+        ),
+        (
+            "two x-api-key headers",
+            vec![("x-api-key", &alice), ("x-api-key", &alice)],
+        ),
+    ];
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        for (what, headers) in &cases {
+            let mut headers = headers.clone();
+            headers.push(("anthropic-version", "2023-06-01"));
+            let (status, _, text) = post(&gw, path, &headers, body.clone()).await;
+            assert_eq!(status, 400, "{what} on {path}: {text}");
+            assert!(text.contains("conflicting_credentials"), "{text}");
+        }
+    }
+    // One credential is fine.
+    let (status, _, _) = post(
+        &gw,
+        "/v1/chat/completions",
+        &[("authorization", &bearer)],
+        body,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn upstream_errors_are_replaced_and_never_leak_the_upstream_key() {
+    let unauthorized = refusing_upstream(StatusCode::UNAUTHORIZED, None).await;
+    let limited = refusing_upstream(StatusCode::TOO_MANY_REQUESTS, Some("7")).await;
+    let gw = TestGateway::start(
+        Config::default(),
+        vec![
+            upstream_model("leaky", unauthorized),
+            upstream_model("limited", limited),
+        ],
+    )
+    .await;
+    let bearer = format!("Bearer {}", gw.key("alice"));
+    for (path, stream) in [
+        ("/v1/chat/completions", false),
+        ("/v1/chat/completions", true),
+        // Translated: an Anthropic client in front of an OpenAI upstream.
+        ("/v1/messages", false),
+        ("/v1/messages", true),
+    ] {
+        let body = json!({"model": "leaky", "max_tokens": 8, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let (status, _, text) = post(
+            &gw,
+            path,
+            &[
+                ("authorization", &bearer),
+                ("anthropic-version", "2023-06-01"),
+            ],
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 502, "{path} stream={stream}: {text}");
+        assert!(!text.contains("sk-"), "{path} leaked the key: {text}");
+        assert!(!text.contains("Incorrect API key"), "{path}: {text}");
+        assert!(
+            !text.contains("upstream-secret-model-name"),
+            "{path}: {text}"
+        );
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["error"]["upstream_status"], 401, "{text}");
+
+        let body = json!({"model": "limited", "max_tokens": 8, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let (status, headers, text) = post(
+            &gw,
+            path,
+            &[
+                ("authorization", &bearer),
+                ("anthropic-version", "2023-06-01"),
+            ],
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        assert_eq!(status, 429, "{path}: {text}");
+        assert_eq!(headers["retry-after"], "7");
+        assert!(!text.contains("sk-"), "{path} leaked the key: {text}");
+    }
+}
