@@ -106,6 +106,65 @@ impl IntoResponse for AdminError {
 
 type AdminResult<T> = Result<T, AdminError>;
 
+/// Makes every admin error JSON with the request id: axum's own rejections
+/// (a body past the limit, a query string or JSON body that does not parse,
+/// an unknown route) answer plain text, and the handlers' JSON errors do not
+/// know the request id. Error bodies are small, so buffering them is cheap;
+/// successful answers pass untouched.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let is_json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    let parsed = is_json
+        .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+        .flatten()
+        .filter(|value| value.get("error").is_some());
+    let mut body = parsed.unwrap_or_else(|| {
+        let code = match status.as_u16() {
+            400 | 422 => "invalid_request",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            413 => "request_too_large",
+            415 => "unsupported_media_type",
+            _ if status.is_server_error() => "internal_error",
+            _ => "invalid_request",
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let message: String = text.trim().chars().take(500).collect();
+        let message = if message.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        } else {
+            message
+        };
+        json!({"error": {"code": code, "message": message}})
+    });
+    if let Some(object) = body.as_object_mut() {
+        object.insert("request_id".into(), Value::from(request_id));
+    }
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
 /// The admin who made the call, as authenticated by [`require_admin`].
 #[derive(Debug, Clone)]
 pub struct Actor(pub Arc<Admin>, pub RequestId);

@@ -468,5 +468,6 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
         .route("/metrics", get(admin::metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn(admin::json_errors))
         .with_state(gateway)
 }

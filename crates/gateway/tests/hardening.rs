@@ -277,3 +277,73 @@ async fn upstream_errors_are_replaced_and_never_leak_the_upstream_key() {
         assert!(!text.contains("sk-"), "{path} leaked the key: {text}");
     }
 }
+
+#[tokio::test]
+async fn every_admin_error_is_json_with_the_request_id() {
+    let gw = TestGateway::start(Config::default(), vec![]).await;
+    let token = format!("Bearer {}", harness::ADMIN_TOKEN);
+    let oversized = vec![b'x'; 3 * 1024 * 1024];
+    let cases: Vec<(&str, http::Method, String, Option<&str>, Vec<u8>)> = vec![
+        (
+            "an oversized body",
+            http::Method::POST,
+            "/admin/v1/models".into(),
+            Some(&token),
+            oversized,
+        ),
+        (
+            "a body that is not JSON",
+            http::Method::POST,
+            "/admin/v1/models".into(),
+            Some(&token),
+            b"{not json".to_vec(),
+        ),
+        (
+            "a query that does not parse",
+            http::Method::GET,
+            "/admin/v1/audit?limit=abc".into(),
+            Some(&token),
+            Vec::new(),
+        ),
+        (
+            "no token",
+            http::Method::GET,
+            "/admin/v1/models".into(),
+            None,
+            Vec::new(),
+        ),
+        (
+            "an unknown route",
+            http::Method::GET,
+            "/admin/v1/nothing-here".into(),
+            Some(&token),
+            Vec::new(),
+        ),
+    ];
+    for (what, method, path, auth, body) in cases {
+        let mut request = gw
+            .http
+            .request(method, gw.admin_url(&path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        assert!(status.is_client_error(), "{what}: {status}");
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{what}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{what}: {body}");
+        assert!(body["error"]["message"].is_string(), "{what}: {body}");
+        assert_eq!(body["request_id"], request_id.as_str(), "{what}: {body}");
+    }
+}
