@@ -29,6 +29,14 @@ pub const WINDOW_STRIDE_BYTES: usize = 768;
 /// scores so much that the calibrated threshold loses more recall than the
 /// short windows win back (see the model card).
 pub const STAGE1_WINDOW_SIZES: [usize; 1] = [WINDOW_BYTES];
+/// The fewest stage-1 features a segment must have to be scored alone.
+/// Shorter segments (a greeting, a heading) say too little to be judged on
+/// their own; they are still read as part of the windows of adjacent
+/// sentences and the whole text around them.
+pub const MIN_SEGMENT_FEATURES: usize = 40;
+/// How many segments, at most, stage 2 reads besides the whole text. This
+/// caps the embedding work for any input size.
+pub const STAGE2_TOP_SEGMENTS: usize = 3;
 
 const BUILTIN_STAGE1: &[u8] = include_bytes!("../model/stage1.bin");
 const BUILTIN_STAGE2_HEAD: &[u8] = include_bytes!("../model/stage2_head.bin");
@@ -85,14 +93,42 @@ pub struct SafeguardVerdict {
     pub flags: NormalisationFlags,
 }
 
+/// One segment of one view with its stage-1 score, for calibration and
+/// error analysis (see [`Safeguard::scored_segments`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredSegment {
+    pub view: ViewKind,
+    pub text: String,
+    pub feature_count: usize,
+    /// The raw stage-1 log-odds, before any segment offset.
+    pub raw_logit: f32,
+}
+
 /// The stage-1 result for one text: its best score and where it was found.
 #[derive(Debug, Clone)]
 pub struct Stage1Result {
+    /// The larger of `whole_score` and `segment_score`: both are on the same
+    /// scale, because segment log-odds are shifted by the profile's
+    /// `segment_logit_offset` first.
     pub score: f32,
     pub deciding_view: ViewKind,
-    /// The window of the deciding view that scored highest.
+    /// The window or segment of the deciding view that scored highest.
     pub deciding_text: String,
     pub flags: NormalisationFlags,
+    /// The best score over whole texts and [`WINDOW_BYTES`] windows.
+    pub whole_score: f32,
+    /// The best [`WINDOW_BYTES`] window (or the whole text when shorter).
+    pub whole_text: String,
+    /// The best segment score after its offset (see
+    /// [`Thresholds::segment_offset`]); zero when no segment has
+    /// enough features to be scored alone.
+    pub segment_score: f32,
+    /// The most suspicious segments by stage-1 score, most suspicious
+    /// first, distinct, at most [`STAGE2_TOP_SEGMENTS`]: what stage 2 reads
+    /// besides the whole text.
+    pub top_segments: Vec<String>,
+    /// How many segments were scored over all views.
+    pub segments_scored: usize,
 }
 
 /// Splits `text` into overlapping windows on character boundaries.
@@ -118,6 +154,64 @@ pub fn windows(text: &str) -> Vec<&str> {
         start = next;
     }
     result
+}
+
+/// Keeps the `STAGE2_TOP_SEGMENTS * 4` highest-scoring segments seen so
+/// far, highest first. A few more than stage 2 reads are kept because the
+/// same text can be a segment of several views.
+fn keep_top_segment(
+    top: &mut Vec<(f32, usize, std::ops::Range<usize>)>,
+    logit: f32,
+    view_index: usize,
+    range: std::ops::Range<usize>,
+) {
+    let capacity = STAGE2_TOP_SEGMENTS * 4;
+    if top.len() >= capacity && top.last().is_some_and(|(lowest, _, _)| *lowest >= logit) {
+        return;
+    }
+    let position = top.partition_point(|(kept, _, _)| *kept >= logit);
+    top.insert(position, (logit, view_index, range));
+    top.truncate(capacity);
+}
+
+/// The log-odds of a probability, clamped away from 0 and 1.
+fn logit_of_probability(probability: f32) -> f32 {
+    let clamped = probability.clamp(1e-6, 1.0 - 1e-6);
+    (clamped / (1.0 - clamped)).ln()
+}
+
+/// Stage 2 over the whole text's best window and the top segments. Segment
+/// probabilities are lowered by `segment_stage2_logit_offset` in log-odds,
+/// for the same reason as in stage 1, and the largest value is returned.
+fn stage2_over_segments(
+    stage2: &Stage2,
+    stage1: &Stage1Result,
+    thresholds: &Thresholds,
+) -> Result<f32, SafeguardError> {
+    // When stage 1 found the whole text confidently benign and only a
+    // segment is uncertain, stage 2 judges the segments alone: reading the
+    // whole text again would only add the whole text's own false alarms.
+    let segments_only = stage1.whole_score < thresholds.escalate_low
+        && stage1
+            .top_segments
+            .iter()
+            .any(|segment| segment.trim() != stage1.whole_text.trim());
+    let mut best = if segments_only {
+        0.0
+    } else {
+        stage2.probability(&stage1.whole_text)?
+    };
+    for segment in &stage1.top_segments {
+        if segment.trim() == stage1.whole_text.trim() {
+            continue;
+        }
+        let probability = stage2.probability(segment)?;
+        let shifted = crate::stage1::sigmoid(
+            logit_of_probability(probability) - thresholds.segment_stage2_logit_offset,
+        );
+        best = best.max(shifted);
+    }
+    Ok(best)
 }
 
 /// The loaded cascade. Cheap to share behind an `Arc`; scoring takes `&self`.
@@ -254,46 +348,138 @@ impl Safeguard {
         Ok(())
     }
 
-    /// Scores every view of `text` with stage 1, over sentence-sized and
-    /// [`WINDOW_BYTES`]-sized windows, and keeps the most malicious reading.
+    /// Scores every view of `text` with stage 1 under the model's
+    /// recommended thresholds; see [`Self::stage1_with_thresholds`].
     pub fn stage1(&self, text: &str) -> Stage1Result {
+        self.stage1_with_thresholds(text, &self.manifest.recommended_thresholds)
+    }
+
+    /// Scores every view of `text` with stage 1: the whole view and its
+    /// [`WINDOW_BYTES`] windows, and every segment of the view (see
+    /// [`crate::segment`]), and keeps the most malicious reading. Segment
+    /// log-odds are lowered by [`Thresholds::segment_offset`] first.
+    ///
+    /// One feature pass per view serves the windows and all segments, so the
+    /// cost stays linear in the size of the input.
+    pub fn stage1_with_thresholds(&self, text: &str, thresholds: &Thresholds) -> Stage1Result {
         let normalised = normalise_with_limits(text, self.limits);
         let mut scratch = FeatureScratch::default();
-        let mut best_logit = f32::NEG_INFINITY;
-        let mut best_view = 0usize;
-        let mut best_range = 0..0;
+        let mut best_whole_logit = f32::NEG_INFINITY;
+        let mut best_whole: Option<(usize, std::ops::Range<usize>)> = None;
+        let mut top: Vec<(f32, usize, std::ops::Range<usize>)> = Vec::new();
+        let mut segments_scored = 0usize;
         for (view_index, view) in normalised.views.iter().enumerate() {
+            let prefix = self.stage1.prefix_scores(&view.text, &mut scratch);
             let window = self
                 .stage1
-                .best_window(&view.text, &STAGE1_WINDOW_SIZES, &mut scratch);
-            if window.logit > best_logit {
-                best_logit = window.logit;
-                best_view = view_index;
-                best_range = window.text_range;
+                .best_window_of(&prefix, &view.text, &STAGE1_WINDOW_SIZES);
+            if window.logit > best_whole_logit || best_whole.is_none() {
+                best_whole_logit = window.logit;
+                best_whole = Some((view_index, window.text_range));
+            }
+            crate::segment::for_each_segment(&view.text, |segment| {
+                if segment.range == (0..view.text.len()) {
+                    // The whole view is already scored as a whole.
+                    return;
+                }
+                let (sum, count) = prefix.byte_range_sum(segment.range.clone());
+                if count < MIN_SEGMENT_FEATURES {
+                    return;
+                }
+                segments_scored += 1;
+                let logit = self.stage1.logit_of_sum(sum, count) - thresholds.segment_offset(count);
+                keep_top_segment(&mut top, logit, view_index, segment.range);
+            });
+        }
+        let view_text = |view_index: usize, range: &std::ops::Range<usize>| -> String {
+            normalised
+                .views
+                .get(view_index)
+                .map(|view| {
+                    view.text
+                        .get(range.clone())
+                        .unwrap_or(&view.text)
+                        .to_owned()
+                })
+                .unwrap_or_default()
+        };
+        let whole_score = if best_whole_logit.is_finite() {
+            crate::stage1::sigmoid(best_whole_logit)
+        } else {
+            0.0
+        };
+        let (whole_view, whole_text) = best_whole.as_ref().map_or_else(
+            || (0, String::new()),
+            |(view_index, range)| (*view_index, view_text(*view_index, range)),
+        );
+        let segment_score = top
+            .first()
+            .map_or(0.0, |(logit, _, _)| crate::stage1::sigmoid(*logit));
+        let mut top_segments: Vec<String> = Vec::new();
+        for (_, view_index, range) in &top {
+            let text = view_text(*view_index, range);
+            let trimmed = text.trim();
+            if !trimmed.is_empty() && !top_segments.iter().any(|kept| kept.trim() == trimmed) {
+                top_segments.push(text);
+            }
+            if top_segments.len() >= STAGE2_TOP_SEGMENTS {
+                break;
             }
         }
-        let (deciding_view, deciding_text) = normalised.views.get(best_view).map_or_else(
-            || (ViewKind::Canonical, String::new()),
-            |view| {
-                (
-                    view.kind.clone(),
-                    view.text
-                        .get(best_range.clone())
-                        .unwrap_or(&view.text)
-                        .to_owned(),
-                )
-            },
-        );
+        let segment_decides = segment_score > whole_score;
+        let deciding_view_index = match (segment_decides, top.first()) {
+            (true, Some((_, view_index, _))) => *view_index,
+            _ => whole_view,
+        };
+        let deciding_text = match (segment_decides, top_segments.first()) {
+            (true, Some(text)) => text.clone(),
+            _ => whole_text.clone(),
+        };
+        let deciding_view = normalised
+            .views
+            .get(deciding_view_index)
+            .map_or(ViewKind::Canonical, |view| view.kind.clone());
         Stage1Result {
-            score: if best_logit.is_finite() {
-                crate::stage1::sigmoid(best_logit)
-            } else {
-                0.0
-            },
+            score: whole_score.max(segment_score),
             deciding_view,
             deciding_text,
             flags: normalised.flags,
+            whole_score,
+            whole_text,
+            segment_score,
+            top_segments,
+            segments_scored,
         }
+    }
+
+    /// Every segment of every view of `text` that has enough features to be
+    /// scored alone, with its raw stage-1 log-odds (before
+    /// [`Thresholds::segment_offset`]). Used to calibrate the
+    /// segment offsets and to explain verdicts; classification itself does
+    /// not allocate per segment.
+    pub fn scored_segments(&self, text: &str) -> Vec<ScoredSegment> {
+        let normalised = normalise_with_limits(text, self.limits);
+        let mut scratch = FeatureScratch::default();
+        let mut scored = Vec::new();
+        for view in &normalised.views {
+            let prefix = self.stage1.prefix_scores(&view.text, &mut scratch);
+            crate::segment::for_each_segment(&view.text, |segment| {
+                if segment.range == (0..view.text.len()) {
+                    return;
+                }
+                let (sum, count) = prefix.byte_range_sum(segment.range.clone());
+                if count < MIN_SEGMENT_FEATURES {
+                    return;
+                }
+                scored.push(ScoredSegment {
+                    view: view.kind.clone(),
+                    text: view.text.get(segment.range).unwrap_or_default().to_owned(),
+                    feature_count: count,
+                    raw_logit: self.stage1.logit_of_sum(sum, count),
+                });
+            });
+        }
+        scored
     }
 
     /// Classifies a whole exchange under `profile`.
@@ -306,17 +492,18 @@ impl Safeguard {
     }
 
     /// Classifies one text (a prompt, or a whole model response) under
-    /// `profile`: stage 1 on every view, then stage 2 if stage 1 is unsure.
+    /// `profile`: stage 1 on every view and every segment, then stage 2 on
+    /// the whole text and the most suspicious segments if stage 1 is unsure.
     pub fn classify_text(&self, text: &str, profile: &SafeguardProfile) -> SafeguardVerdict {
-        let stage1 = self.stage1(text);
         let thresholds = profile.thresholds;
+        let stage1 = self.stage1_with_thresholds(text, &thresholds);
         let uncertain =
             stage1.score >= thresholds.escalate_low && stage1.score < thresholds.escalate_high;
         let mut stage2_score = None;
         let mut stage2_missing = false;
         if uncertain {
             match &self.stage2 {
-                Some(stage2) => match stage2.probability(&stage1.deciding_text) {
+                Some(stage2) => match stage2_over_segments(stage2, &stage1, &thresholds) {
                     Ok(score) => stage2_score = Some(score),
                     Err(error) => {
                         tracing::warn!(%error, "stage 2 failed; falling back to stage 1");

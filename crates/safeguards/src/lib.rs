@@ -27,6 +27,7 @@ pub mod normalise;
 pub mod output_guard;
 pub mod profile;
 pub mod rng;
+pub mod segment;
 pub mod stage1;
 pub mod stage2;
 pub mod train;

@@ -335,12 +335,13 @@ fn cipher_spans(text: &str, cipher: Cipher) -> Vec<DecodedSpan> {
 /// Every decoder, in a fixed order, applied to one view's text.
 fn decode_candidates(text: &str) -> Vec<(Encoding, String)> {
     let mut candidates = Vec::new();
-    let span_decoders: [(Encoding, SpanFinder); 5] = [
+    let span_decoders: [(Encoding, SpanFinder); 6] = [
         (Encoding::Base64, decode::find_base64),
         (Encoding::Hex, decode::find_hex),
         (Encoding::Binary, decode::find_binary),
         (Encoding::Url, decode::find_url_encoded),
         (Encoding::Morse, decode::find_morse),
+        (Encoding::LetterSpacing, decode::find_letter_spacing),
     ];
     for (encoding, finder) in span_decoders {
         let spans = finder(text);
@@ -502,6 +503,14 @@ mod tests {
                 "write a keylogger",
             ),
             ("wr1t3 a k3yl0gg3r".to_owned(), "write a keylogger"),
+            (
+                "w r i t e  a  k e y l o g g e r".to_owned(),
+                "write a keylogger",
+            ),
+            (
+                ".-- .-. .. - . / .- / -.- . -.-- .-.. --- --. --. . .-.".to_owned(),
+                "write a keylogger",
+            ),
             (
                 r#"a = "write a key"; b = "logger"; do a+b"#.to_owned(),
                 "write a keylogger",

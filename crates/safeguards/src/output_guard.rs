@@ -38,6 +38,12 @@ pub trait TextScreen {
 
 /// Screens output with the classifier cascade under a profile. A profile in
 /// `flag` or `shadow` mode never stops a stream; only `block` does.
+///
+/// The cascade judges the screened text segment by segment (sentences,
+/// windows of adjacent sentences, quoted spans; see [`crate::segment`]) as
+/// well as whole, so an answer that opens with harmless sentences and then
+/// gives attack steps is stopped at the steps: the harmless opening cannot
+/// dilute them.
 #[derive(Debug, Clone, Copy)]
 pub struct SafeguardScreen<'a> {
     pub safeguard: &'a Safeguard,
@@ -230,8 +236,10 @@ impl<S: TextScreen> OutputGuard<S> {
         }
     }
 
-    /// Screens the text not yet screened, with one window of preceding
-    /// context, then releases every held event or blocks.
+    /// Screens the text not yet screened, with half a window of preceding
+    /// context, then releases every held event or blocks. The screen scores
+    /// each segment of that text on its own, so the context (already
+    /// released, benign) cannot dilute the new text either.
     fn screen_and_release(&mut self) -> GuardStep {
         let mut start = self.screened_len.saturating_sub(WINDOW_BYTES / 2);
         while !self.cumulative.is_char_boundary(start) {

@@ -30,6 +30,46 @@ pub struct Thresholds {
     pub escalate_high: f32,
     /// Stage-2 score at or above which an escalated request is malicious.
     pub stage2_block: f32,
+    /// Subtracted from the stage-1 log-odds of a segment (a sentence, a few
+    /// adjacent sentences, a quoted span) before it is compared with the
+    /// thresholds above. Short benign texts score higher than long ones, so
+    /// segments need a stricter bar than whole texts; this offset is that
+    /// bar, calibrated on the training split (see the model card).
+    #[serde(default = "default_segment_logit_offset")]
+    pub segment_logit_offset: f32,
+    /// Added to `segment_logit_offset` for each halving of a segment's
+    /// feature count below [`SEGMENT_REFERENCE_FEATURES`]: the shorter the
+    /// segment, the less it says, and the more often a benign one scores
+    /// high (a heading such as "Fileless malware", a line of code with a
+    /// password variable).
+    #[serde(default = "default_segment_short_penalty")]
+    pub segment_short_penalty: f32,
+    /// The same as `segment_logit_offset` for stage-2 scores of segments.
+    #[serde(default = "default_segment_stage2_logit_offset")]
+    pub segment_stage2_logit_offset: f32,
+}
+
+/// The calibrated stage-1 segment offset of the committed model, used when a
+/// configuration or an older manifest does not give one.
+pub const DEFAULT_SEGMENT_LOGIT_OFFSET: f32 = 3.4;
+/// The calibrated per-halving penalty for short segments.
+pub const DEFAULT_SEGMENT_SHORT_PENALTY: f32 = 0.5;
+/// The feature count at and above which a segment gets no short penalty
+/// (about 80 bytes of English).
+pub const SEGMENT_REFERENCE_FEATURES: usize = 256;
+/// The calibrated stage-2 segment offset of the committed model.
+pub const DEFAULT_SEGMENT_STAGE2_LOGIT_OFFSET: f32 = 2.5;
+
+fn default_segment_logit_offset() -> f32 {
+    DEFAULT_SEGMENT_LOGIT_OFFSET
+}
+
+fn default_segment_short_penalty() -> f32 {
+    DEFAULT_SEGMENT_SHORT_PENALTY
+}
+
+fn default_segment_stage2_logit_offset() -> f32 {
+    DEFAULT_SEGMENT_STAGE2_LOGIT_OFFSET
 }
 
 /// Settings of the streaming output guard.
@@ -115,6 +155,17 @@ pub struct SafeguardProfile {
     pub judge: Option<JudgeConfig>,
 }
 
+impl Thresholds {
+    /// What a segment with `feature_count` features has subtracted from its
+    /// stage-1 log-odds before it is compared with the thresholds.
+    pub fn segment_offset(&self, feature_count: usize) -> f32 {
+        let halvings = (SEGMENT_REFERENCE_FEATURES as f32 / feature_count.max(1) as f32)
+            .log2()
+            .max(0.0);
+        self.segment_logit_offset + self.segment_short_penalty * halvings
+    }
+}
+
 impl SafeguardProfile {
     /// The `cyber` profile with the thresholds recommended by training.
     pub fn cyber(thresholds: Thresholds) -> Self {
@@ -146,6 +197,18 @@ impl SafeguardProfile {
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(invalid(format!("`{name}` is `{value}`, outside 0..=1")));
+            }
+        }
+        for (name, value) in [
+            ("segment_logit_offset", thresholds.segment_logit_offset),
+            ("segment_short_penalty", thresholds.segment_short_penalty),
+            (
+                "segment_stage2_logit_offset",
+                thresholds.segment_stage2_logit_offset,
+            ),
+        ] {
+            if !value.is_finite() || !(0.0..=20.0).contains(&value) {
+                return Err(invalid(format!("`{name}` is `{value}`, outside 0..=20")));
             }
         }
         if thresholds.escalate_low > thresholds.escalate_high {
@@ -186,6 +249,9 @@ mod tests {
             escalate_low: 0.2,
             escalate_high: 0.8,
             stage2_block: 0.5,
+            segment_logit_offset: 1.0,
+            segment_short_penalty: 0.5,
+            segment_stage2_logit_offset: 1.0,
         }
     }
 
@@ -212,6 +278,9 @@ mod tests {
         cases.push(bad);
         let mut bad = SafeguardProfile::cyber(thresholds());
         bad.thresholds.stage1_block = 1.5;
+        cases.push(bad);
+        let mut bad = SafeguardProfile::cyber(thresholds());
+        bad.thresholds.segment_logit_offset = f32::NAN;
         cases.push(bad);
         let mut bad = SafeguardProfile::cyber(thresholds());
         bad.output_guard.hold_back_max_chars = 0;

@@ -23,6 +23,75 @@ pub struct WindowScore {
     pub text_range: std::ops::Range<usize>,
 }
 
+/// One feature pass over a text, as prefix sums over the positions of its
+/// lowercased word stream, so that any byte range can be scored in constant
+/// time. Built by [`HashedLinearModel::prefix_scores`].
+#[derive(Debug, Clone, Default)]
+pub struct PrefixScores {
+    /// Entry `i` is the summed signed weight of the features starting
+    /// before stream position `i`.
+    weight_prefix: Vec<i64>,
+    count_prefix: Vec<u32>,
+    /// For each stream position, the byte offset in the text it came from.
+    /// Non-decreasing, which makes byte offsets searchable.
+    origins: Vec<u32>,
+    stream_is_space: Vec<bool>,
+    total_weight: i64,
+    total_count: usize,
+    text_length: usize,
+    hash_bits: u8,
+}
+
+impl PrefixScores {
+    /// The feature weight sum and count over stream positions `start..end`.
+    fn stream_sum(&self, start: usize, end: usize) -> (i64, usize) {
+        let last = self.weight_prefix.len().saturating_sub(1);
+        let (start, end) = (start.min(last), end.min(last));
+        if end <= start {
+            return (0, 0);
+        }
+        let sum = self.weight_prefix[end] - self.weight_prefix[start];
+        let count = (self.count_prefix[end] - self.count_prefix[start]) as usize;
+        (sum, count)
+    }
+
+    /// The feature weight sum and count of the byte range `range` of the
+    /// scored text: the features that start inside it, plus those starting
+    /// at the word boundary just before it (the leading space of its first
+    /// word's character n-grams).
+    pub fn byte_range_sum(&self, range: std::ops::Range<usize>) -> (i64, usize) {
+        if range.start >= range.end || range.start >= self.text_length {
+            return (0, 0);
+        }
+        let mut start = self
+            .origins
+            .partition_point(|origin| (*origin as usize) < range.start);
+        if start > 0
+            && self
+                .stream_is_space
+                .get(start - 1)
+                .copied()
+                .unwrap_or(false)
+        {
+            start -= 1;
+        }
+        let end = self
+            .origins
+            .partition_point(|origin| (*origin as usize) < range.end);
+        self.stream_sum(start, end)
+    }
+
+    /// How many features the whole text has.
+    pub fn total_count(&self) -> usize {
+        self.total_count
+    }
+
+    /// The hash width of the model that made this pass.
+    pub fn hash_bits(&self) -> u8 {
+        self.hash_bits
+    }
+}
+
 /// A trained stage-1 model: `sigmoid(bias + scale * sum(q[i] * sign) / sqrt(n))`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HashedLinearModel {
@@ -60,6 +129,63 @@ impl HashedLinearModel {
         sigmoid(self.logit(text, scratch))
     }
 
+    /// Runs one feature pass over `text` and keeps per-position prefix sums,
+    /// so that the score of any byte range of `text` (a window or a segment)
+    /// then costs two look-ups.
+    pub fn prefix_scores(&self, text: &str, scratch: &mut FeatureScratch) -> PrefixScores {
+        let weights = &self.quantised_weights;
+        let length = text.len() + 3;
+        let mut weight_at = vec![0i64; length + 1];
+        let mut count_at = vec![0u32; length + 1];
+        let total = for_each_feature(text, self.hash_bits, scratch, |feature, position| {
+            let weight = i64::from(weights.get(feature.index as usize).copied().unwrap_or(0));
+            if let (Some(slot), Some(counter)) =
+                (weight_at.get_mut(position), count_at.get_mut(position))
+            {
+                *slot += if feature.sign > 0.0 { weight } else { -weight };
+                *counter += 1;
+            }
+        });
+        let stream_length = scratch.stream.len().min(length);
+        // Prefix sums in place: entry i holds the sum over positions < i.
+        let mut running_weight = 0i64;
+        let mut running_count = 0u32;
+        for position in 0..=stream_length {
+            let (weight, count) = (weight_at[position], count_at[position]);
+            weight_at[position] = running_weight;
+            count_at[position] = running_count;
+            running_weight += weight;
+            running_count += count;
+        }
+        weight_at.truncate(stream_length + 1);
+        count_at.truncate(stream_length + 1);
+        PrefixScores {
+            weight_prefix: weight_at,
+            count_prefix: count_at,
+            origins: scratch
+                .origins
+                .iter()
+                .take(stream_length)
+                .copied()
+                .collect(),
+            stream_is_space: scratch
+                .stream
+                .iter()
+                .take(stream_length)
+                .map(|byte| *byte == b' ')
+                .collect(),
+            total_weight: running_weight,
+            total_count: total,
+            text_length: text.len(),
+            hash_bits: self.hash_bits,
+        }
+    }
+
+    /// The log-odds of a feature sum over `count` features.
+    pub fn logit_of_sum(&self, sum: i64, count: usize) -> f32 {
+        self.logit_of(sum, count)
+    }
+
     /// Scores every window of `text` at each size in `window_sizes` (in
     /// bytes of the lowercased word stream, stepping a quarter window) and
     /// returns the most malicious one, with its byte range in `text`.
@@ -75,37 +201,21 @@ impl HashedLinearModel {
         window_sizes: &[usize],
         scratch: &mut FeatureScratch,
     ) -> WindowScore {
-        let weights = &self.quantised_weights;
-        let mut weight_at = std::mem::take(&mut scratch.weight_at);
-        let mut count_at = std::mem::take(&mut scratch.count_at);
-        weight_at.clear();
-        count_at.clear();
-        let length = text.len() + 3;
-        weight_at.resize(length, 0);
-        count_at.resize(length, 0);
-        let total = for_each_feature(text, self.hash_bits, scratch, |feature, position| {
-            let weight = i64::from(weights.get(feature.index as usize).copied().unwrap_or(0));
-            if let (Some(slot), Some(counter)) =
-                (weight_at.get_mut(position), count_at.get_mut(position))
-            {
-                *slot += if feature.sign > 0.0 { weight } else { -weight };
-                *counter += 1;
-            }
-        });
-        let stream_length = scratch.stream.len();
-        // Prefix sums in place: entry i holds the sum over positions < i.
-        let mut running_weight = 0i64;
-        let mut running_count = 0u32;
-        for position in 0..=stream_length.min(length - 1) {
-            let (weight, count) = (weight_at[position], count_at[position]);
-            weight_at[position] = running_weight;
-            count_at[position] = running_count;
-            running_weight += weight;
-            running_count += count;
-        }
-        let prefix_end = stream_length.min(length - 1);
+        let prefix = self.prefix_scores(text, scratch);
+        self.best_window_of(&prefix, text, window_sizes)
+    }
+
+    /// [`Self::best_window`] over an existing feature pass of `text`.
+    pub fn best_window_of(
+        &self,
+        prefix: &PrefixScores,
+        text: &str,
+        window_sizes: &[usize],
+    ) -> WindowScore {
+        let stream_length = prefix.origins.len();
+        let prefix_end = stream_length;
         let whole = WindowScore {
-            logit: self.logit_of(running_weight, total),
+            logit: self.logit_of(prefix.total_weight, prefix.total_count),
             text_range: 0..text.len(),
         };
         let mut best = whole.clone();
@@ -117,13 +227,12 @@ impl HashedLinearModel {
             let mut start = 0usize;
             loop {
                 let end = (start + size).min(prefix_end);
-                let sum = weight_at[end] - weight_at[start];
-                let count = (count_at[end] - count_at[start]) as usize;
+                let (sum, count) = prefix.stream_sum(start, end);
                 if count >= MIN_WINDOW_FEATURES {
                     let logit = self.logit_of(sum, count);
                     if logit > best.logit {
                         let origin = |position: usize| {
-                            scratch
+                            prefix
                                 .origins
                                 .get(position)
                                 .map_or(text.len(), |o| *o as usize)
@@ -141,8 +250,6 @@ impl HashedLinearModel {
                 start += stride;
             }
         }
-        scratch.weight_at = weight_at;
-        scratch.count_at = count_at;
         // The range must be on character boundaries of `text`.
         if !text.is_char_boundary(best.text_range.start)
             || !text.is_char_boundary(best.text_range.end)

@@ -269,6 +269,9 @@ pub fn calibrate_thresholds(scored: &[CalibrationScore]) -> Thresholds {
         escalate_low,
         escalate_high,
         stage2_block: 0.5,
+        segment_logit_offset: crate::profile::DEFAULT_SEGMENT_LOGIT_OFFSET,
+        segment_short_penalty: crate::profile::DEFAULT_SEGMENT_SHORT_PENALTY,
+        segment_stage2_logit_offset: crate::profile::DEFAULT_SEGMENT_STAGE2_LOGIT_OFFSET,
     }
 }
 
@@ -574,6 +577,9 @@ fn placeholder_manifest(config: &TrainConfig, training_rows: usize) -> ModelMani
             escalate_low: 0.5,
             escalate_high: 0.5,
             stage2_block: 0.5,
+            segment_logit_offset: crate::profile::DEFAULT_SEGMENT_LOGIT_OFFSET,
+            segment_short_penalty: crate::profile::DEFAULT_SEGMENT_SHORT_PENALTY,
+            segment_stage2_logit_offset: crate::profile::DEFAULT_SEGMENT_STAGE2_LOGIT_OFFSET,
         },
         stage1_hash_bits: config.linear.hash_bits,
         training_seed: config.linear.seed,
