@@ -173,13 +173,7 @@ impl AuditHandle {
 
     /// Appends an entry and returns only after it is committed.
     pub async fn append_now(&self, entry: &AuditEntry) -> Result<AppendReceipt, AuditError> {
-        let prepared = PreparedEntry::new(entry)?;
-        let (reply, receipt) = oneshot::channel();
-        self.sender
-            .send(Command::AppendNow(prepared, reply))
-            .await
-            .map_err(|_| AuditError::WriterStopped)?;
-        receipt.await.map_err(|_| AuditError::WriterStopped)?
+        self.submit(entry).await?.committed().await
     }
 
     /// Queues an entry for the next group commit and returns at once with a

@@ -278,12 +278,15 @@ async fn upstream_errors_are_replaced_and_never_leak_the_upstream_key() {
     }
 }
 
+/// What is tried, the method, the path, the admin credential and the body.
+type AdminCase<'a> = (&'a str, http::Method, String, Option<&'a str>, Vec<u8>);
+
 #[tokio::test]
 async fn every_admin_error_is_json_with_the_request_id() {
     let gw = TestGateway::start(Config::default(), vec![]).await;
     let token = format!("Bearer {}", harness::ADMIN_TOKEN);
     let oversized = vec![b'x'; 3 * 1024 * 1024];
-    let cases: Vec<(&str, http::Method, String, Option<&str>, Vec<u8>)> = vec![
+    let cases: Vec<AdminCase> = vec![
         (
             "an oversized body",
             http::Method::POST,

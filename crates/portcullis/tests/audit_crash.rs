@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -182,16 +184,7 @@ async fn a_killed_gateway_leaves_a_log_that_verifies_with_every_acknowledged_adm
             "acknowledged key creation `{key}` is missing from the log"
         );
     }
-    let decided: std::collections::HashSet<String> = text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|entry| {
-            let entry = entry.get("entry").unwrap_or(&entry).clone();
-            (entry["kind"] == "request_decision")
-                .then(|| entry["request_id"].as_str().map(str::to_owned))
-                .flatten()
-        })
-        .collect();
+    let decided = common::stored_decision_request_ids(dir.path());
     let lost: Vec<&String> = answered
         .iter()
         .filter(|request_id| !decided.contains(*request_id))

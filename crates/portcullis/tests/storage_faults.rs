@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -182,21 +181,6 @@ impl Client {
     }
 }
 
-fn stored_decisions(data: &Path) -> HashSet<String> {
-    let output = common::run_with_data(&["audit", "search"], data);
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    common::stdout(&output)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter_map(|entry| {
-            let entry = entry.get("entry").unwrap_or(&entry).clone();
-            (entry["kind"] == "request_decision")
-                .then(|| entry["request_id"].as_str().map(str::to_owned))
-                .flatten()
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_requests_instead_of_serving_them_unaudited_and_recovers() {
     let filesystem = match SmallFilesystem::mount(64) {
@@ -283,7 +267,7 @@ async fn a_full_disk_refuses_requests_instead_of_serving_them_unaudited_and_reco
         common::stdout(&verified),
         common::stderr(&verified)
     );
-    let stored = stored_decisions(server.data());
+    let stored = common::stored_decision_request_ids(server.data());
     let unaudited: Vec<&String> = client
         .served
         .iter()

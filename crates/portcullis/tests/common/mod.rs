@@ -163,3 +163,20 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// The request ids of every `request_decision` entry in DIR's audit log,
+/// read through `portcullis audit search`.
+pub fn stored_decision_request_ids(data: &Path) -> std::collections::HashSet<String> {
+    let output = run_with_data(&["audit", "search"], data);
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|entry| {
+            let entry = entry.get("entry").unwrap_or(&entry).clone();
+            (entry["kind"] == "request_decision")
+                .then(|| entry["request_id"].as_str().map(str::to_owned))
+                .flatten()
+        })
+        .collect()
+}
