@@ -30,6 +30,11 @@ pub struct AuditConfig {
     pub max_batch_entries: usize,
     /// Where to copy each signed checkpoint, outside the store.
     pub witness: Option<WitnessTarget>,
+    /// The longest one commit attempt may take. Callers waiting for their
+    /// entry (a request before its first byte) learn of an unreachable
+    /// store within about this long, instead of waiting out connection
+    /// timeouts attempt after attempt.
+    pub commit_timeout: Duration,
 }
 
 impl Default for AuditConfig {
@@ -41,6 +46,7 @@ impl Default for AuditConfig {
             queue_capacity: 8_192,
             max_batch_entries: 4_096,
             witness: None,
+            commit_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -60,6 +66,9 @@ impl AuditConfig {
         }
         if self.max_batch_entries == 0 {
             return invalid("max_batch_entries must be at least 1");
+        }
+        if self.commit_timeout.is_zero() {
+            return invalid("commit_timeout must be positive");
         }
         Ok(())
     }
@@ -492,6 +501,12 @@ impl Batch {
     }
 }
 
+/// Where a commit attempt failed, which decides whether it is ambiguous.
+enum CommitAttemptError {
+    BeforeCommit(AuditError),
+    AtCommit(AuditError),
+}
+
 /// The outcome of a commit that succeeded.
 struct Committed {
     frontier: Frontier,
@@ -590,10 +605,27 @@ impl Writer {
             }
         }
         let start = self.frontier.size();
-        let result = match self.try_commit(&batch, force_checkpoint).await {
-            Ok(committed) => Ok(committed),
-            Err(error) => {
-                self.recover_ambiguous_commit(&batch, start, force_checkpoint, error)
+        let attempt = tokio::time::timeout(
+            self.config.commit_timeout,
+            self.try_commit(&batch, force_checkpoint),
+        )
+        .await;
+        let result = match attempt {
+            Ok(Ok(committed)) => Ok(committed),
+            // Failed before COMMIT was sent: nothing can have been applied.
+            Ok(Err(CommitAttemptError::BeforeCommit(error))) => Err(error),
+            // COMMIT itself failed or the attempt ran out of time: the
+            // database may have applied it, so look before retrying.
+            Ok(Err(CommitAttemptError::AtCommit(error))) => {
+                self.recover_ambiguous_commit_within(&batch, start, force_checkpoint, error)
+                    .await
+            }
+            Err(_) => {
+                let error = AuditError::CommitFailed(format!(
+                    "the store did not complete the commit within {} ms",
+                    self.config.commit_timeout.as_millis()
+                ));
+                self.recover_ambiguous_commit_within(&batch, start, force_checkpoint, error)
                     .await
             }
         };
@@ -631,7 +663,17 @@ impl Writer {
     /// Learns whether the store takes writes again, with nothing to commit.
     async fn probe(&mut self) {
         let probed_micros = jiff::Timestamp::now().as_microsecond();
-        match store::probe_write(&self.pool, &self.origin, probed_micros).await {
+        let probed = tokio::time::timeout(
+            self.config.commit_timeout,
+            store::probe_write(&self.pool, &self.origin, probed_micros),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(AuditError::CommitFailed(
+                "the store did not take the probe write in time".into(),
+            ))
+        });
+        match probed {
             Ok(()) => {
                 tracing::info!(origin = %self.origin, "the store takes audit writes again");
                 self.retry = None;
@@ -682,6 +724,23 @@ impl Writer {
             status.lost_entries += lost;
             status.retained_entries = 0;
         });
+    }
+
+    /// [`Writer::recover_ambiguous_commit`], bounded by the commit timeout.
+    async fn recover_ambiguous_commit_within(
+        &self,
+        batch: &Batch,
+        start: u64,
+        force_checkpoint: bool,
+        error: AuditError,
+    ) -> Result<Committed, AuditError> {
+        let message = error.to_string();
+        tokio::time::timeout(
+            self.config.commit_timeout,
+            self.recover_ambiguous_commit(batch, start, force_checkpoint, error),
+        )
+        .await
+        .unwrap_or(Err(AuditError::CommitFailed(message)))
     }
 
     /// A commit can fail after the database applied it (a connection lost
@@ -805,8 +864,9 @@ impl Writer {
         &self,
         batch: &Batch,
         force_checkpoint: bool,
-    ) -> Result<Committed, AuditError> {
-        let committed = self.prepare(batch, force_checkpoint)?;
+    ) -> Result<Committed, CommitAttemptError> {
+        let before = CommitAttemptError::BeforeCommit;
+        let committed = self.prepare(batch, force_checkpoint).map_err(before)?;
         if batch.entries.is_empty() && committed.checkpoints.is_empty() {
             return Ok(committed);
         }
@@ -826,12 +886,23 @@ impl Writer {
                 columns: &entry.columns,
             });
         }
-        let mut transaction = self.pool.begin().await?;
-        store::insert_entries(&mut transaction, &self.origin, &inserts).await?;
+        let mut transaction = self
+            .pool
+            .begin()
+            .await
+            .map_err(|error| before(error.into()))?;
+        store::insert_entries(&mut transaction, &self.origin, &inserts)
+            .await
+            .map_err(before)?;
         for (row, _) in &committed.checkpoints {
-            store::insert_checkpoint(&mut transaction, &self.origin, row).await?;
+            store::insert_checkpoint(&mut transaction, &self.origin, row)
+                .await
+                .map_err(before)?;
         }
-        transaction.commit().await?;
+        transaction
+            .commit()
+            .await
+            .map_err(|error| CommitAttemptError::AtCommit(error.into()))?;
         Ok(committed)
     }
 

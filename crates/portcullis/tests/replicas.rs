@@ -4,8 +4,8 @@
 //! directory, binaries from `PORTCULLIS_TEST_PG_BIN`), so it can stop and
 //! restart the server, and three gateway replicas seeded with the demo on
 //! one database. Changes made through one replica's admin API must be
-//! enforced by all of them; a replica cut off from the store must fail
-//! closed on `fail_closed` models and catch up when it reconnects.
+//! enforced by all of them; a replica cut off from the store serves
+//! nothing it cannot audit, and catches up when it reconnects.
 //!
 //! Waiting is done by polling the data plane until the expected answer
 //! arrives, under one generous deadline per step: the tests assert order
@@ -512,22 +512,20 @@ async fn three_replicas_enforce_changes_made_through_any_one_and_a_cut_off_one_c
         assert_eq!(answer.status, 200, "a US person is unaffected: {answer:?}");
     }
 
-    // Cut r3 off from the database. It keeps serving ordinary models from
-    // its snapshot, but fails closed on restricted ones once past the bound.
+    // Cut r3 off from the database. Its audit log lives there too, so it
+    // can commit no decision and refuses every request with a retryable
+    // 503, restricted models and ordinary ones alike.
     link.cut().await;
-    eventually(
-        r3,
-        "the policy_state_unconfirmed refusal on fable",
-        || async {
-            let answer = chat(r3, &alice, "fable").await;
-            answer.status == 451
-                && answer.code() == "policy_state_unconfirmed"
-                && answer.retry_after.as_deref() == Some("1")
-        },
-    )
-    .await;
+    for model in ["fable", "haiku"] {
+        eventually(r3, "a retryable refusal while cut off", || async {
+            let answer = chat(r3, &alice, model).await;
+            answer.status == 503
+                && answer.code() == "audit_unavailable"
+                && answer.retry_after.is_some()
+        })
+        .await;
+    }
     assert_eq!(readyz(r3).await, 503);
-    assert_eq!(chat(r3, &alice, "haiku").await.status, 200);
 
     // While r3 is cut off: r2 lifts the order and r1 revokes dara's key.
     let (status, lifted) = admin(
@@ -575,8 +573,9 @@ async fn three_replicas_enforce_changes_made_through_any_one_and_a_cut_off_one_c
         )
         .await;
     }
-    // r3 has heard of neither change: its snapshot still accepts the key.
-    assert_eq!(chat(r3, &dara, "haiku").await.status, 200);
+    // r3 has heard of neither change, but it serves nothing it cannot
+    // audit, so even the revoked key gets no answer from it.
+    assert_eq!(chat(r3, &dara, "haiku").await.status, 503);
 
     // Reconnected, r3 resyncs and enforces both changes.
     link.restore();
@@ -690,21 +689,21 @@ async fn stopping_postgres_fails_restricted_models_closed_and_restarting_it_reco
         })
         .collect();
 
+    // With the store down, no decision can be committed to the audit log
+    // (it lives in the same database), so every request is refused with a
+    // retryable 503, restricted or not: nothing is served unaudited.
     pg.stop_fast();
     for replica in &replicas {
-        eventually(replica, "the policy_state_unconfirmed refusal", || async {
-            let answer = chat(replica, &alice, "fable").await;
-            answer.status == 451
-                && answer.code() == "policy_state_unconfirmed"
-                && answer.retry_after.is_some()
-        })
-        .await;
+        for model in ["fable", "haiku"] {
+            eventually(replica, "a retryable refusal during the outage", || async {
+                let answer = chat(replica, &alice, model).await;
+                answer.status == 503
+                    && answer.code() == "audit_unavailable"
+                    && answer.retry_after.is_some()
+            })
+            .await;
+        }
         assert_eq!(readyz(replica).await, 503);
-        let answer = chat(replica, &alice, "haiku").await;
-        assert_eq!(
-            answer.status, 200,
-            "haiku serves from the snapshot: {answer:?}"
-        );
     }
 
     pg.pg_ctl_start();
