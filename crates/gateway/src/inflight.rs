@@ -5,10 +5,18 @@
 //! with, and the snapshot swap happens *before* the registry is scanned. So
 //! every admitted request is either decided under the new snapshot or seen
 //! by the scan — none slips between the two.
+//!
+//! INVARIANT: the registry cannot fail open. Its lock does not poison (a
+//! panic while it is held leaves the map usable, so later requests still
+//! register and later scans still cut), and the lock is held only to copy
+//! or change the map: a scan's verdicts (policy evaluation) run after the
+//! lock is released, so a slow scan never holds up registration.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +27,7 @@ use crate::error::ApiError;
 /// Why a request was stopped, set once before its token is cancelled.
 pub type CutReason = Arc<OnceLock<ApiError>>;
 
+#[derive(Clone)]
 struct Entry {
     principal_id: Arc<str>,
     /// The attributes a token-authenticated caller brought, which the
@@ -45,9 +54,7 @@ pub struct InflightGuard {
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        if let Ok(mut entries) = self.registry.entries.lock() {
-            entries.remove(&self.id);
-        }
+        self.registry.entries.lock().remove(&self.id);
     }
 }
 
@@ -105,9 +112,7 @@ impl Inflight {
             token: signal.token.clone(),
             reason: signal.reason.clone(),
         };
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(id, entry);
-        }
+        self.entries.lock().insert(id, entry);
         (
             InflightGuard {
                 registry: self.clone(),
@@ -121,18 +126,14 @@ impl Inflight {
     pub fn snapshot(&self) -> Vec<InflightRequest> {
         self.entries
             .lock()
-            .map(|entries| {
-                entries
-                    .values()
-                    .map(|entry| InflightRequest {
-                        principal_id: entry.principal_id.clone(),
-                        attributes: entry.attributes.clone(),
-                        model: entry.model.clone(),
-                        streaming: entry.streaming,
-                    })
-                    .collect()
+            .values()
+            .map(|entry| InflightRequest {
+                principal_id: entry.principal_id.clone(),
+                attributes: entry.attributes.clone(),
+                model: entry.model.clone(),
+                streaming: entry.streaming,
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     /// Stops every request for which `verdict` (given the principal id, the
@@ -142,20 +143,28 @@ impl Inflight {
         &self,
         mut verdict: impl FnMut(&str, Option<&PrincipalAttributes>, &str) -> Option<ApiError>,
     ) -> CutCount {
+        // Copy under the lock, decide outside it. A request that registers
+        // after the copy loads the snapshot that was swapped in before this
+        // scan began, so it is decided under the new rules.
+        let entries: Vec<Entry> = self
+            .entries
+            .lock()
+            .values()
+            .filter(|entry| !entry.token.is_cancelled())
+            .cloned()
+            .collect();
         let mut count = CutCount::default();
-        let Ok(entries) = self.entries.lock() else {
-            return count;
-        };
-        for entry in entries.values() {
-            if entry.token.is_cancelled() {
-                continue;
-            }
+        for entry in entries {
             if let Some(error) = verdict(
                 &entry.principal_id,
                 entry.attributes.as_deref(),
                 &entry.model,
             ) {
-                let _ = entry.reason.set(error);
+                if entry.reason.set(error).is_err() || entry.token.is_cancelled() {
+                    // Another scan (or the shutdown) cut it while this one
+                    // decided; the first reason stands and counts once.
+                    continue;
+                }
                 entry.token.cancel();
                 if entry.streaming {
                     count.streams += 1;
@@ -168,7 +177,7 @@ impl Inflight {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+        self.entries.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -214,6 +223,54 @@ mod tests {
         assert_eq!(registry.len(), 3);
         drop(bruno_guard);
         assert_eq!(registry.len(), 2);
+    }
+
+    #[test]
+    fn a_panic_while_the_registry_is_held_does_not_open_it() {
+        let registry = Arc::new(Inflight::default());
+        let parent = CancellationToken::new();
+        let (_first_guard, first) = registry.register("bruno", None, "fable", true, &parent);
+        // A verdict that panics mid-scan, as a policy bug would.
+        let scan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            registry.cut_where(|_, _, _| panic!("policy evaluation failed"))
+        }));
+        assert!(scan.is_err());
+        // And a panic while the lock itself is held.
+        let held = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _entries = registry.entries.lock();
+            panic!("while held");
+        }));
+        assert!(held.is_err());
+        // Requests still register, and a scan still cuts every one of them.
+        let (_second_guard, second) = registry.register("bruno", None, "fable", false, &parent);
+        assert_eq!(registry.len(), 2);
+        let count = registry.cut_where(|principal, _, _| (principal == "bruno").then(denial));
+        assert_eq!(
+            count,
+            CutCount {
+                streams: 1,
+                requests: 1
+            }
+        );
+        assert!(first.token.is_cancelled() && second.token.is_cancelled());
+    }
+
+    #[test]
+    fn verdicts_run_without_the_lock_so_registration_is_not_blocked() {
+        let registry = Arc::new(Inflight::default());
+        let parent = CancellationToken::new();
+        let (_guard, _signal) = registry.register("alice", None, "fable", true, &parent);
+        let inner = registry.clone();
+        let mut registered_during_scan = 0;
+        registry.cut_where(|_, _, _| {
+            // A request arriving while the scan decides registers at once
+            // (with the lock held this would deadlock).
+            let (guard, _) = inner.register("carol", None, "fable", false, &parent);
+            registered_during_scan = inner.len();
+            drop(guard);
+            None
+        });
+        assert_eq!(registered_during_scan, 2);
     }
 
     #[test]
