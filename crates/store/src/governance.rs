@@ -73,6 +73,27 @@ pub struct Review {
     pub created_at: Timestamp,
 }
 
+/// What concludes a review (see [`Store::conclude_review`]).
+#[derive(Debug, Clone)]
+pub struct ReviewConclusion<'a> {
+    pub id: &'a str,
+    /// `approve`, `approve_with_conditions` or `reject`.
+    pub decision: &'a str,
+    pub rationale: &'a str,
+    pub conditions: &'a [Value],
+    pub concluded_by: &'a str,
+    /// The model with the enforceable conditions applied, and their
+    /// positions in `conditions`.
+    pub enforce: Option<(&'a Model, &'a [u32])>,
+}
+
+/// A concluded review, and the snapshot version its conditions published.
+#[derive(Debug, Clone)]
+pub struct ConcludedReview {
+    pub review: Review,
+    pub version: Option<StoreVersion>,
+}
+
 /// An immutable, hashed piece of evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EvidenceArtifact {
@@ -555,25 +576,27 @@ impl Store {
         }
     }
 
-    /// Concludes a review with its decision, rationale and conditions, once.
+    /// Concludes a review, records its conditions and applies the ones the
+    /// system enforces, all in one transaction: a conclusion is never
+    /// visible without its conditions in force, whatever fails or crashes
+    /// in between. `enforce` is the conditioned model and the positions of
+    /// the conditions it carries out; with it the snapshot version is
+    /// bumped, so every replica loads the change.
     pub async fn conclude_review(
         &self,
-        id: &str,
-        decision: &str,
-        rationale: &str,
-        conditions: &[Value],
-        concluded_by: &str,
+        conclusion: &ReviewConclusion<'_>,
         at: Timestamp,
-    ) -> Result<Review, StoreError> {
+    ) -> Result<ConcludedReview, StoreError> {
+        let id = conclusion.id;
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE reviews SET concluded_at = $1, decision = $2, rationale = $3, concluded_by = $4 \
              WHERE id = $5 AND concluded_at IS NULL",
         )
         .bind(millis(at))
-        .bind(decision)
-        .bind(rationale)
-        .bind(concluded_by)
+        .bind(conclusion.decision)
+        .bind(conclusion.rationale)
+        .bind(conclusion.concluded_by)
         .bind(id)
         .execute(&mut *tx)
         .await?
@@ -582,63 +605,54 @@ impl Store {
             drop(tx);
             return Err(self.review_conflict(id, "it is already concluded").await);
         }
-        for (position, condition) in conditions.iter().enumerate() {
+        let enforced = |position: usize| {
+            conclusion.enforce.as_ref().is_some_and(|(_, positions)| {
+                u32::try_from(position).is_ok_and(|p| positions.contains(&p))
+            })
+        };
+        for (position, condition) in conclusion.conditions.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO review_conditions (review_id, position, condition_json) VALUES ($1, $2, $3)",
+                "INSERT INTO review_conditions (review_id, position, condition_json, enforced_at) \
+                 VALUES ($1, $2, $3, $4)",
             )
             .bind(id)
             .bind(i64::try_from(position).unwrap_or(i64::MAX))
             .bind(encode("review condition", condition)?)
+            .bind(enforced(position).then(|| millis(at)))
             .execute(&mut *tx)
             .await?;
         }
+        let mut version = None;
+        if let Some((model, _)) = &conclusion.enforce {
+            let definition = encode("model", &ModelDraft::from(*model))?;
+            let changed =
+                sqlx::query("UPDATE models SET definition = $1, updated_at = $2 WHERE name = $3")
+                    .bind(definition)
+                    .bind(millis(at))
+                    .bind(&model.name)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound {
+                    what: "model",
+                    id: model.name.clone(),
+                });
+            }
+            version = Some(bump_version(&mut tx).await?);
+        }
         tx.commit().await?;
-        self.get_review(id)
+        let review = self
+            .get_review(id)
             .await?
             .ok_or_else(|| StoreError::NotFound {
                 what: "review",
                 id: id.to_owned(),
-            })
-    }
-
-    /// Applies a review's enforceable conditions to a model and marks them
-    /// enforced, in one transaction that bumps the version.
-    pub async fn enforce_review_conditions(
-        &self,
-        review_id: &str,
-        positions: &[u32],
-        model: &Model,
-        at: Timestamp,
-    ) -> Result<StoreVersion, StoreError> {
-        let definition = encode("model", &ModelDraft::from(model))?;
-        let mut tx = self.begin_write().await?;
-        let changed =
-            sqlx::query("UPDATE models SET definition = $1, updated_at = $2 WHERE name = $3")
-                .bind(definition)
-                .bind(millis(at))
-                .bind(&model.name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::NotFound {
-                what: "model",
-                id: model.name.clone(),
-            });
-        }
-        for position in positions {
-            sqlx::query(
-                "UPDATE review_conditions SET enforced_at = $1 WHERE review_id = $2 AND position = $3",
-            )
-            .bind(millis(at))
-            .bind(review_id)
-            .bind(i64::from(*position))
-            .execute(&mut *tx)
-            .await?;
-        }
-        let version = bump_version(&mut tx).await?;
-        tx.commit().await?;
-        Ok(self.published(version))
+            })?;
+        Ok(ConcludedReview {
+            review,
+            version: version.map(|v| self.published(v)),
+        })
     }
 
     // ---- evidence -------------------------------------------------------

@@ -30,8 +30,8 @@ use tokio::sync::watch;
 
 pub use findings::{FindingStatus, NewFinding, StoredFinding};
 pub use governance::{
-    Approval, ApprovalStatus, AuditRef, EvidenceArtifact, FindingEvent, ModelTransition, Review,
-    ReviewCondition,
+    Approval, ApprovalStatus, AuditRef, ConcludedReview, EvidenceArtifact, FindingEvent,
+    ModelTransition, Review, ReviewConclusion, ReviewCondition,
 };
 pub use listen::{NOTIFY_CHANNEL, StoreEvent, StoreListener};
 pub use orders::{NewOrder, OrderApplication, OrderLift, ReplicaStatus, StoredOrder};

@@ -12,7 +12,9 @@ use jiff::Timestamp;
 use portcullis_domain::{
     ApiKey, GeneratedKey, Model, ModelDraft, PrincipalAttributes, Provider, ReleaseState,
 };
-use portcullis_store::{Admin, AdminRole, NewOrder, OrderApplication, Store, StoreError};
+use portcullis_store::{
+    Admin, AdminRole, NewOrder, OrderApplication, Review, ReviewConclusion, Store, StoreError,
+};
 use serde_json::json;
 
 pub type CaseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -47,6 +49,10 @@ pub const CASES: &[Case] = &[
     ("a failed write leaves the version alone", |s, t| {
         Box::pin(a_failed_write_leaves_the_version_alone(s, t))
     }),
+    (
+        "a review conclusion and its conditions land together or not at all",
+        |s, t| Box::pin(a_review_conclusion_and_its_conditions_land_together(s, t)),
+    ),
 ];
 
 /// Runs every case, each on the fresh pair of handles `open` gives it, and
@@ -525,4 +531,127 @@ async fn a_failed_write_leaves_the_version_alone(store: Store, _second: Store) {
         !versions.has_changed().unwrap(),
         "nothing is published for a write that did not commit"
     );
+}
+
+fn review(id: &str, model: &str) -> Review {
+    Review {
+        id: id.into(),
+        model: model.into(),
+        model_version: None,
+        reviewing_party: "AISI".into(),
+        party_kind: "government_evaluator".into(),
+        programme: None,
+        scope: "cyber".into(),
+        requested_at: now(),
+        access_granted_at: None,
+        access: None,
+        concluded_at: None,
+        decision: None,
+        rationale: None,
+        concluded_by: None,
+        conditions: Vec::new(),
+        created_by: "carol".into(),
+        created_at: now(),
+    }
+}
+
+async fn a_review_conclusion_and_its_conditions_land_together(store: Store, second: Store) {
+    store
+        .insert_model(&model("fable", &[]), now())
+        .await
+        .unwrap();
+    let conditions = [
+        json!({"tag": "us_persons_only"}),
+        json!({"text": "monthly report"}),
+    ];
+
+    // The conditioned model is gone by the time the conclusion is written
+    // (the same failure as a crash between the two writes): nothing of the
+    // conclusion may remain, or the release check would accept a review
+    // whose conditions were never applied.
+    store
+        .insert_review(&review("rev_a", "ghost"))
+        .await
+        .unwrap();
+    let version = store.version().await.unwrap();
+    let ghost = model("ghost", &["us_persons_only"]);
+    let failed = store
+        .conclude_review(
+            &ReviewConclusion {
+                id: "rev_a",
+                decision: "approve_with_conditions",
+                rationale: "safe with the tag",
+                conditions: &conditions,
+                concluded_by: "carol",
+                enforce: Some((&ghost, &[0])),
+            },
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::NotFound { what: "model", .. })),
+        "{failed:?}"
+    );
+    let untouched = second.get_review("rev_a").await.unwrap().unwrap();
+    assert_eq!(untouched.concluded_at, None);
+    assert_eq!(untouched.decision, None);
+    assert!(
+        untouched.conditions.is_empty(),
+        "{:?}",
+        untouched.conditions
+    );
+    assert_eq!(store.version().await.unwrap(), version);
+
+    // A conclusion that commits carries its conditions, the model change
+    // and a new version, all visible to another handle at once.
+    store
+        .insert_review(&review("rev_b", "fable"))
+        .await
+        .unwrap();
+    let tagged = model("fable", &["us_persons_only"]);
+    let concluded = store
+        .conclude_review(
+            &ReviewConclusion {
+                id: "rev_b",
+                decision: "approve_with_conditions",
+                rationale: "safe with the tag",
+                conditions: &conditions,
+                concluded_by: "carol",
+                enforce: Some((&tagged, &[0])),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    assert!(concluded.version.is_some_and(|v| v > version));
+    let seen = second.get_review("rev_b").await.unwrap().unwrap();
+    assert_eq!(seen.decision.as_deref(), Some("approve_with_conditions"));
+    let enforced: Vec<_> = seen
+        .conditions
+        .iter()
+        .map(|c| (c.position, c.enforced_at.is_some()))
+        .collect();
+    assert_eq!(enforced, [(0, true), (1, false)]);
+    let contents = second.load().await.unwrap();
+    let fable = contents.models.iter().find(|m| m.name == "fable").unwrap();
+    assert!(fable.has_tag("us_persons_only"));
+
+    // A second conclusion is refused and changes nothing.
+    let again = store
+        .conclude_review(
+            &ReviewConclusion {
+                id: "rev_b",
+                decision: "reject",
+                rationale: "changed my mind",
+                conditions: &[],
+                concluded_by: "mallory",
+                enforce: None,
+            },
+            now(),
+        )
+        .await;
+    assert!(again.is_err());
+    let after = second.get_review("rev_b").await.unwrap().unwrap();
+    assert_eq!(after.decision.as_deref(), Some("approve_with_conditions"));
+    assert_eq!(after.conditions.len(), 2);
 }
