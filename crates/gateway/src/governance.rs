@@ -290,7 +290,13 @@ async fn check_transition(
                 }
                 None => reviews.iter().rev().find(positive),
             };
+            let lapsed = supporting.and_then(|review| conditions_not_in_force(review, model));
             match (supporting, &request.override_reason) {
+                (Some(review), None) if lapsed.is_some() => Err(refuse(format!(
+                    "review `{}` approved it with conditions that are not in force: {}",
+                    review.id,
+                    lapsed.unwrap_or_default()
+                ))),
                 (Some(review), _) => Ok(Some(review.id.clone())),
                 (None, Some(reason)) if !reason.trim().is_empty() => Ok(request.review_id.clone()),
                 (None, _) => Err(refuse(
@@ -300,6 +306,38 @@ async fn check_transition(
             }
         }
     }
+}
+
+/// Why a review's conditions are not in force on `model`, if they are not:
+/// each enforceable condition must have been applied (`enforced_at`) and
+/// still hold on the model as it is now.
+pub fn conditions_not_in_force(review: &Review, model: &Model) -> Option<String> {
+    let lapsed: Vec<String> = review
+        .conditions
+        .iter()
+        .filter_map(|condition| {
+            let holds = match parse_condition(&condition.condition) {
+                Err(reason) => return Some(format!("condition {}: {reason}", condition.position)),
+                Ok(ConditionEffect::Recorded) => return None,
+                Ok(ConditionEffect::SafeguardProfile(profile)) => {
+                    model.safeguard_profile.as_deref() == Some(profile.as_str())
+                }
+                Ok(ConditionEffect::Tag(tag)) => model.has_tag(&tag),
+            };
+            match (condition.enforced_at, holds) {
+                (Some(_), true) => None,
+                (None, _) => Some(format!(
+                    "condition {} `{}` was never applied",
+                    condition.position, condition.condition
+                )),
+                (Some(_), false) => Some(format!(
+                    "condition {} `{}` no longer holds on the model",
+                    condition.position, condition.condition
+                )),
+            }
+        })
+        .collect();
+    (!lapsed.is_empty()).then(|| lapsed.join("; "))
 }
 
 /// Who made a transition and how.
@@ -693,10 +731,10 @@ async fn pending_approval(gateway: &Gateway, id: &str) -> AdminResult<Approval> 
 }
 
 fn target_kind_of(approval: &Approval) -> AdminTargetKind {
-    if approval.action == "order_lift" {
-        AdminTargetKind::Order
-    } else {
-        AdminTargetKind::Model
+    match approval.action.as_str() {
+        "order_lift" => AdminTargetKind::Order,
+        "admin_create" => AdminTargetKind::Principal,
+        _ => AdminTargetKind::Model,
     }
 }
 
@@ -747,6 +785,20 @@ pub async fn approve(
                     approved_by: Some(actor.id()),
                     approval_id: Some(&id),
                 },
+            )
+            .await?
+        }
+        "admin_create" => {
+            let request: CreateAdmin = serde_json::from_value(approval.request["admin"].clone())
+                .map_err(|e| {
+                    AdminError::invalid(format!("approval `{id}` holds an unreadable request: {e}"))
+                })?;
+            check_new_admin(&gateway, &request).await?;
+            insert_admin(
+                &gateway,
+                &actor,
+                request,
+                Some((&id, &approval.requested_by)),
             )
             .await?
         }
@@ -870,8 +922,11 @@ pub struct CreateAdmin {
     pub role: AdminRole,
 }
 
-/// `POST /admin/v1/admins`: only an `admin` may create admins. The token is
-/// shown once; only its SHA-256 is stored.
+/// `POST /admin/v1/admins`: only an `admin` may create admins. Creating one
+/// is a privilege change, so under the two-person rule it waits for a
+/// second admin (202 `pending_approval`); the approver's response carries
+/// the new token, and nobody else ever sees it. The token is shown once;
+/// only its SHA-256 is stored.
 pub async fn create_admin(
     State(gateway): State<Arc<Gateway>>,
     Extension(actor): Extension<Actor>,
@@ -889,7 +944,52 @@ pub async fn create_admin(
         ));
     }
     let request: CreateAdmin = parse_body(&body)?;
+    check_new_admin(&gateway, &request).await?;
+    if gateway.config.governance.two_person_rule() {
+        let target = format!("admin:{}", request.id);
+        let approval = request_approval(
+            &gateway,
+            &actor,
+            "admin_create",
+            AdminTargetKind::Principal,
+            &target,
+            json!({"admin": {"id": request.id, "display_name": request.display_name, "role": request.role}}),
+        )
+        .await?;
+        return Ok((StatusCode::ACCEPTED, Json(approval)));
+    }
+    let body = insert_admin(&gateway, &actor, request, None).await?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+async fn check_new_admin(gateway: &Gateway, request: &CreateAdmin) -> AdminResult<()> {
     crate::admin::check_id("admin", &request.id, 64)?;
+    if let Some(name) = &request.display_name
+        && (name.chars().count() > 200 || name.chars().any(char::is_control))
+    {
+        return Err(AdminError::invalid(
+            "`display_name` must be at most 200 characters with no control characters",
+        ));
+    }
+    let contents = gateway.store.load().await?;
+    if contents.admins.iter().any(|a| a.id == request.id) {
+        return Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("admin `{}` already exists", request.id),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the admin and audits it; `approval` names the approval that
+/// authorised it and who asked for it.
+async fn insert_admin(
+    gateway: &Gateway,
+    actor: &Actor,
+    request: CreateAdmin,
+    approval: Option<(&str, &str)>,
+) -> AdminResult<Value> {
     let generated = portcullis_domain::GeneratedKey::generate().map_err(|_| {
         AdminError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -913,15 +1013,21 @@ pub async fn create_admin(
     // The audit log has no admin target kind; an admin is recorded as a
     // principal of the control plane, `admin:ID`.
     let target = format!("admin:{}", admin.id);
+    let mut payload = admin_json(&admin);
+    payload["two_person_rule"] = Value::Bool(gateway.config.governance.two_person_rule());
+    if let Some((approval_id, requested_by)) = approval {
+        payload["approval_id"] = Value::String(approval_id.to_owned());
+        payload["requested_by"] = Value::String(requested_by.to_owned());
+    }
     let reference = audit_event(
-        &gateway,
+        gateway,
         AuditedEvent {
             actor: actor.id(),
             request_id: Some(actor.request_id()),
             action: "create_admin",
             target_kind: AdminTargetKind::Principal,
             target_id: &target,
-            payload: admin_json(&admin),
+            payload,
             record_kind: "admin",
             record_id: &admin.id,
             event: "created",
@@ -930,7 +1036,7 @@ pub async fn create_admin(
     .await?;
     let mut body = with_audit(admin_json(&admin), &reference);
     body["token"] = Value::String(token);
-    Ok((StatusCode::CREATED, Json(body)))
+    Ok(body)
 }
 
 // ---- reviews ---------------------------------------------------------------
@@ -1445,18 +1551,24 @@ pub async fn conclude_review(
         }
     }
     let now = gateway.clock.now();
-    gateway
+    let concluded = gateway
         .store
         .conclude_review(
-            &id,
-            &request.decision,
-            &request.rationale,
-            &request.conditions,
-            actor.id(),
+            &portcullis_store::ReviewConclusion {
+                id: &id,
+                decision: &request.decision,
+                rationale: &request.rationale,
+                conditions: &request.conditions,
+                concluded_by: actor.id(),
+                enforce: (!enforced.is_empty()).then_some((&model, enforced.as_slice())),
+            },
             now,
         )
         .await
         .map_err(conflict)?;
+    if concluded.version.is_some() {
+        gateway.refresh().await?;
+    }
     let reference = audit_event(
         &gateway,
         AuditedEvent {
@@ -1473,12 +1585,7 @@ pub async fn conclude_review(
     )
     .await?;
     let mut condition_reference = None;
-    if !enforced.is_empty() {
-        gateway
-            .store
-            .enforce_review_conditions(&id, &enforced, &model, now)
-            .await?;
-        gateway.refresh().await?;
+    if concluded.version.is_some() {
         condition_reference = audit_event(
             &gateway,
             AuditedEvent {
@@ -1495,11 +1602,7 @@ pub async fn conclude_review(
         )
         .await?;
     }
-    let review = gateway
-        .store
-        .get_review(&id)
-        .await?
-        .ok_or_else(|| not_found("review", &id))?;
+    let review = concluded.review;
     let mut body = with_audit(to_json(&review), &reference);
     body["conditions_audit"] = audit_json(&condition_reference);
     Ok(Json(body))

@@ -3,7 +3,12 @@
 //! evidence whose hash does not match, review conditions enforced on the
 //! model, the findings workflow, and reviewer keys that stop at expiry.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::sync::Arc;
 
@@ -426,4 +431,144 @@ async fn reviewer_keys_are_ordinary_keys_that_stop_at_expiry() {
     assert_eq!(chat(&w, &secret, "haiku").await, StatusCode::OK);
     w.clock.advance_millis(2 * 3_600_000 + 1);
     assert_eq!(chat(&w, &secret, "haiku").await, StatusCode::UNAUTHORIZED);
+}
+
+async fn conclude_with_tag_condition(w: &World, model: &str) -> String {
+    let (status, review) = call(
+        w,
+        ROOT,
+        "POST",
+        "/admin/v1/reviews",
+        json!({"model": model, "reviewing_party": "US CAISI", "party_kind": "government_evaluator",
+               "scope": "cyber offence uplift"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{review}");
+    let review_id = review["id"].as_str().unwrap().to_owned();
+    let (status, concluded) = call(
+        w,
+        ROOT,
+        "POST",
+        &format!("/admin/v1/reviews/{review_id}/conclude"),
+        json!({"decision": "approve_with_conditions", "rationale": "fine for US persons",
+               "conditions": [{"tag": "us_persons_only"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{concluded}");
+    assert!(
+        concluded["conditions"][0]["enforced_at"].is_string(),
+        "{concluded}"
+    );
+    assert!(
+        concluded["conditions_audit"]["index"].is_u64(),
+        "{concluded}"
+    );
+    review_id
+}
+
+#[tokio::test]
+async fn a_release_needs_the_review_conditions_still_in_force() {
+    let w = world().await;
+    let review_id = conclude_with_tag_condition(&w, "mythos").await;
+    // Someone drops the condition's tag from the model after the review.
+    let (status, body) = call(
+        &w,
+        ROOT,
+        "PUT",
+        "/admin/v1/models/mythos",
+        json!({"name": "mythos", "provider": "mock", "state": "internal", "tags": []}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for release in [
+        json!({"to": "released", "rationale": "ready"}),
+        json!({"to": "released", "rationale": "ready", "review_id": review_id}),
+    ] {
+        let (status, body) = call(
+            &w,
+            ROOT,
+            "POST",
+            "/admin/v1/models/mythos/transitions",
+            release,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("not in force") && message.contains("us_persons_only"),
+            "{message}"
+        );
+    }
+    // With the tag back the same review supports the release again.
+    let (status, body) = call(
+        &w,
+        ROOT,
+        "PUT",
+        "/admin/v1/models/mythos",
+        json!({"name": "mythos", "provider": "mock", "state": "internal", "tags": ["us_persons_only"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &w,
+        ROOT,
+        "POST",
+        "/admin/v1/models/mythos/transitions",
+        json!({"to": "released", "rationale": "ready"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn creating_an_admin_is_a_privilege_change_that_needs_a_second_admin() {
+    let w = world().await;
+    let puppet = json!({"id": "puppet", "display_name": "Puppet", "role": "admin"});
+    // Only the admin role may ask, and asking creates nothing.
+    let (status, body) = call(&w, SECOND, "POST", "/admin/v1/admins", puppet.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, pending) = call(&w, ROOT, "POST", "/admin/v1/admins", puppet.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    assert_eq!(pending["status"], "pending_approval");
+    assert!(pending.get("token").is_none() && pending["approval"].get("token").is_none());
+    let admins = |body: &Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, listed) = call(&w, ROOT, "GET", "/admin/v1/admins", Value::Null).await;
+    assert!(!admins(&listed).contains(&"puppet".to_owned()), "{listed}");
+    // Nor can the requester approve it, or a read-only officer.
+    let approve = format!(
+        "/admin/v1/approvals/{}/approve",
+        pending["approval"]["id"].as_str().unwrap()
+    );
+    let (status, body) = call(&w, ROOT, "POST", &approve, Value::Null).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "same_person");
+    let (status, _) = call(&w, AUDITOR, "POST", &approve, Value::Null).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A duplicate is refused when asked, not when approved.
+    let (status, body) = call(
+        &w,
+        ROOT,
+        "POST",
+        "/admin/v1/admins",
+        json!({"id": "second", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // The second admin approves and alone receives the token.
+    let (status, body) = call(&w, SECOND, "POST", &approve, Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["result"]["token"].as_str().unwrap().to_owned();
+    assert!(body["result"]["audit"]["index"].is_u64(), "{body}");
+    let (status, listed) = call(&w, &token, "GET", "/admin/v1/admins", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "the new token works");
+    assert!(admins(&listed).contains(&"puppet".to_owned()));
+    let (status, _) = call(&w, SECOND, "POST", &approve, Value::Null).await;
+    assert_eq!(status, StatusCode::CONFLICT, "an approval is used once");
 }

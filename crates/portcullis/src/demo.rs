@@ -1,6 +1,7 @@
 //! The demo story from the design: three models on the built-in mock, five
 //! principals with verified attributes, the operator organization `lab`, an
-//! admin, and a key per principal written to `demo-keys.json`.
+//! admin and a second admin who approves (`carol`, role `approver`, for the
+//! two-person rule), and a key per principal written to `demo-keys.json`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,10 +17,12 @@ use serde_json::json;
 pub const DEMO_ORGANIZATION: &str = "lab";
 /// The demo's first admin.
 pub const DEMO_ADMIN_ID: &str = "admin";
+/// The demo's second admin, who approves what the first asks for.
+pub const DEMO_APPROVER_ID: &str = "carol";
 const DEMO_KEY_NAME: &str = "demo";
 
 /// The names of the demo credentials a replica issues: the admin id and the
-/// key name. Replicas seeding one shared store each get their own, so one
+/// key name (the approver is `carol` or `carol-REPLICA` alike). Replicas seeding one shared store each get their own, so one
 /// replica's start does not revoke what another wrote to its
 /// `demo-keys.json`; a single node (replica `local`) keeps the plain names.
 pub fn demo_credential_names(replica_id: &str) -> (String, String) {
@@ -145,6 +148,8 @@ pub fn demo_principals(
 /// Secrets created for this demo run.
 pub struct DemoSecrets {
     pub admin_token: String,
+    /// The token of the demo approver `carol`.
+    pub approver_token: String,
     pub keys: BTreeMap<String, String>,
 }
 
@@ -175,24 +180,54 @@ pub async fn seed(store: &Store, now: Timestamp, replica_id: &str) -> anyhow::Re
         store.insert_key(&key).await?;
         keys.insert(attributes.id.clone(), secret);
     }
-    let admin_token = new_admin_token()?;
-    let token_sha256 = portcullis_domain::hash_api_key(&admin_token);
+    let approver_id = match replica_id {
+        "local" => DEMO_APPROVER_ID.to_owned(),
+        other => format!("{DEMO_APPROVER_ID}-{other}"),
+    };
+    let admin_token =
+        seed_admin(store, admin_id, "Demo administrator", AdminRole::Admin, now).await?;
+    let approver_token = seed_admin(
+        store,
+        approver_id,
+        "Carol, compliance approver",
+        AdminRole::Approver,
+        now,
+    )
+    .await?;
+    Ok(DemoSecrets {
+        admin_token,
+        approver_token,
+        keys,
+    })
+}
+
+/// Creates a demo admin, or gives the existing one a fresh token; returns
+/// the token.
+async fn seed_admin(
+    store: &Store,
+    id: String,
+    display_name: &str,
+    role: AdminRole,
+    now: Timestamp,
+) -> anyhow::Result<String> {
+    let token = new_admin_token()?;
+    let token_sha256 = portcullis_domain::hash_api_key(&token);
     let contents = store.load().await?;
-    if contents.admins.iter().any(|a| a.id == admin_id) {
-        store.set_admin_token(&admin_id, &token_sha256).await?;
+    if contents.admins.iter().any(|a| a.id == id) {
+        store.set_admin_token(&id, &token_sha256).await?;
     } else {
         store
             .insert_admin(&Admin {
-                id: admin_id,
-                display_name: "Demo administrator".into(),
-                role: AdminRole::Admin,
+                id,
+                display_name: display_name.into(),
+                role,
                 token_sha256,
                 created_at: now,
                 disabled_at: None,
             })
             .await?;
     }
-    Ok(DemoSecrets { admin_token, keys })
+    Ok(token)
 }
 
 /// A fresh admin token: 256 random bits behind a recognisable prefix.
@@ -214,6 +249,7 @@ pub fn write_demo_keys(
 ) -> anyhow::Result<()> {
     let document = json!({
         "admin_token": secrets.admin_token,
+        "approver_token": secrets.approver_token,
         "keys": secrets.keys,
         "listen": listen.to_string(),
         "admin_listen": admin_listen.to_string(),

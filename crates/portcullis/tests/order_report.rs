@@ -10,7 +10,12 @@
 //! report it just generated, and fails if they differ. It writes them when
 //! they are missing or when `PORTCULLIS_UPDATE_EXAMPLES=1`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -158,18 +163,21 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
     let listen = keys["listen"].as_str().unwrap().to_owned();
     let bruno = keys["keys"]["bruno"].as_str().unwrap().to_owned();
 
-    // A second admin, who may approve what the first one asks for.
-    let carol = json_out(&cli(
+    // The demo's second admin, carol, approves what the first one asks for.
+    // Under the two-person rule the first admin cannot mint one alone.
+    let refused = json_out(&cli(
         data,
         &[
             "admin",
             "post",
             "/admin/v1/admins",
             "--body",
-            r#"{"id": "carol", "display_name": "Carol, compliance approver", "role": "approver"}"#,
+            r#"{"id": "puppet", "display_name": "A second admin of my own", "role": "approver"}"#,
         ],
     ));
-    let carol_token = carol["token"].as_str().unwrap().to_owned();
+    assert_eq!(refused["status"], "pending_approval", "{refused}");
+    assert!(refused.get("token").is_none(), "{refused}");
+    let carol_token = keys["approver_token"].as_str().unwrap().to_owned();
 
     // bruno (a French national, employee) streams from mythos.
     let http = reqwest::Client::new();
