@@ -4,7 +4,12 @@
 //!
 //! Run with `cargo bench -p portcullis-audit --bench audit`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::time::Duration;
 

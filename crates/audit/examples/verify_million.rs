@@ -7,7 +7,12 @@
 //! DIR (default: a temporary directory) keeps the database for reuse; an
 //! existing log there is verified without writing it again.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::time::Instant;
 

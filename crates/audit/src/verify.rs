@@ -263,6 +263,8 @@ impl<'a> CheckpointSequence<'a> {
 /// searchable columns, every stored checkpoint's signature and root, that
 /// checkpoint sizes only grow, and, when `witness` names a witness file or
 /// directory, that the store still matches every witnessed checkpoint.
+// Owns the page fetcher and joins it before returning.
+#[allow(clippy::disallowed_methods)]
 pub async fn verify_store(
     pool: &AnyPool,
     origin: &str,

@@ -1,7 +1,12 @@
 //! Writing, reopening, searching, exporting and proving, on SQLite and
 //! PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

@@ -2,7 +2,12 @@
 //! transparency-dev/merkle (the same vectors as certificate-transparency-go),
 //! plus exhaustive cross-checks of the proof algorithms on small trees.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use portcullis_audit::merkle::{
     EMPTY_TREE_ROOT, Frontier, Hash, MerkleError, consistency_proof, inclusion_proof, leaf_hash,

@@ -3,7 +3,12 @@
 //! every checkpoint checks, and consistency holds between consecutive
 //! checkpoints.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

@@ -4,7 +4,12 @@
 //! with the store the way an attacker with database access would, and checks
 //! the first bad index and the reason the verifier reports.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

@@ -7,7 +7,12 @@
 //! and p99 over the measured iterations are printed after each group.
 
 // Test and bench code: a failed step should stop it with a message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

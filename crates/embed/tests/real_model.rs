@@ -3,7 +3,12 @@
 //! installed (see `common::real_model`).
 
 // Test and bench code: a failed step should stop it with a message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

@@ -4,7 +4,12 @@
 //! everywhere, with or without the real model installed.
 
 // Test and bench code: a failed step should stop it with a message.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

@@ -285,6 +285,8 @@ fn refresh_failed(gateway: &Gateway, error: &RefreshError, observed_at: Timestam
 
 /// Writes this replica's state to the store in the background. At most one
 /// report is in flight, so an unreachable store cannot pile them up.
+// A one-shot report bounded by its own timeout; it owns nothing to end.
+#[allow(clippy::disallowed_methods)]
 fn spawn_report(gateway: &Arc<Gateway>) {
     if gateway
         .replica

@@ -2,7 +2,12 @@
 //! a temporary directory, seeded with models and principals, served on
 //! ephemeral ports.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,7 +3,12 @@
 //! waiting requests already in flight, leaves everyone else untouched, and
 //! leaves an enforcement receipt whose "admitted after enforcement" is 0.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod harness;
 

@@ -2,7 +2,12 @@
 //! invalid one is refused with its line and column while the set in force
 //! keeps deciding, and the default pack stays unless replaced by name.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod harness;
 

@@ -8,7 +8,12 @@
 //! input guard is off lets an attack reach the upstream and come back as
 //! output, which the output guard must then stop.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod harness;
 

@@ -239,6 +239,8 @@ impl OidcAuthenticator {
     /// Run [`OidcAuthenticator::refresh_stale_keys`] every `check_every`
     /// until the returned task is aborted. Started once, beside the server,
     /// never per request.
+    // Owns the refresh task: the returned handle (or the token) ends it.
+    #[allow(clippy::disallowed_methods)]
     pub fn spawn_periodic_refresh(
         self: Arc<Self>,
         check_every: Duration,

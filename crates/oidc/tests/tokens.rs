@@ -3,7 +3,12 @@
 //! JWKS endpoint.
 
 // Helpers outside `#[test]` functions fail loudly on broken fixtures too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

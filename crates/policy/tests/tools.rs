@@ -2,7 +2,7 @@
 
 // Helpers outside `#[test]` functions unwrap too: in a test, a failed
 // unwrap is a failed test with its message, which is what we want.
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::panic)]
 
 mod common;
 

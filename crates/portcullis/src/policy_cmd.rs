@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
+use portcullis_domain::Clock as _;
 use portcullis_gateway::config::PolicyConfig;
 use portcullis_gateway::policy::PolicyBase;
 use portcullis_policy::{PolicyEngine, RequestContext};
@@ -140,7 +141,7 @@ async fn engine_for(source: &PolicySource, now: Timestamp) -> anyhow::Result<Pol
 }
 
 async fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let now = Timestamp::now();
+    let now = portcullis_domain::SystemClock.now();
     let engine = engine_for(&args.source, now).await?;
     let reader: Box<dyn std::io::BufRead> = if args.cases == Path::new("-") {
         Box::new(BufReader::new(std::io::stdin()))
@@ -185,7 +186,7 @@ fn location_label(location: &LocationArgs) -> String {
 }
 
 async fn who_can(args: WhoCanArgs) -> anyhow::Result<ExitCode> {
-    let now = Timestamp::now();
+    let now = portcullis_domain::SystemClock.now();
     let engine = engine_for(&args.source, now).await?;
     let context = context_for(&args.location, now)?;
     let report = portcullis_policy::who_can(&engine, &args.model, &context)
@@ -232,7 +233,7 @@ async fn who_can(args: WhoCanArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
-    let now = Timestamp::now();
+    let now = portcullis_domain::SystemClock.now();
     let engine = engine_for(&args.source, now).await?;
     let context = context_for(&args.location, now)?;
     // Compile errors name the file, line and column; an unreadable

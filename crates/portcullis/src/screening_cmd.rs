@@ -7,8 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use jiff::Timestamp;
-use portcullis_domain::ScreeningStatus;
+use portcullis_domain::{Clock as _, ScreeningStatus};
 use portcullis_gateway::screening::{ROLE_ALT, ROLE_CSL, ROLE_SDN, build_list, screening_update};
 use portcullis_screening::ListFile;
 
@@ -100,7 +99,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "cli".to_owned());
-    let now = Timestamp::now();
+    let now = portcullis_domain::SystemClock.now();
     let built = build_list(files, &actor, now)?;
     // Skipped rows are reported one by one: an import never drops a row
     // silently.

@@ -63,6 +63,9 @@ async fn shutdown_signal() {
     }
 }
 
+// The process: it owns every long-lived task and joins or aborts each at
+// shutdown.
+#[allow(clippy::disallowed_methods)]
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = settings::load(args.config.as_deref(), std::env::vars())?;
     if let Some(listen) = args.listen {
@@ -264,6 +267,8 @@ async fn ensure_first_admin(
     Ok(())
 }
 
+// Owns the mock server task and ends it at shutdown.
+#[allow(clippy::disallowed_methods)]
 pub async fn run_mock(args: MockArgs) -> anyhow::Result<ExitCode> {
     let config = Config::default();
     init_logging(&config);

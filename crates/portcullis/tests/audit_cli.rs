@@ -1,6 +1,11 @@
 //! `portcullis audit …` against the log a demo server wrote, and against a
 //! copy of it with one entry edited behind the triggers' back.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

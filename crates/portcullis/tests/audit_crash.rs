@@ -3,7 +3,12 @@
 //! decision entry of every answer a client received before the kill: a
 //! decision is durable before the first byte of its answer leaves.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

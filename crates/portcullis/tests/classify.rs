@@ -3,7 +3,12 @@
 //! and `findings replay` stops every committed finding, so a bypass once
 //! fixed stays fixed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::io::Write;
 use std::path::PathBuf;

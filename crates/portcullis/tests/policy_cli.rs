@@ -1,6 +1,11 @@
 //! `portcullis policy eval | who-can | diff` against a data directory seeded
 //! by `portcullis serve --demo`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

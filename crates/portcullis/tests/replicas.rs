@@ -10,7 +10,12 @@
 //! Waiting is done by polling the data plane until the expected answer
 //! arrives, under one generous deadline per step: the tests assert order
 //! and outcome, never latency.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,12 @@
 //! `portcullis screening import | clear` end to end: a small committed SDN
 //! list, the demo's principals, first-sight screening through the admin API
 //! and an audited clearance.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

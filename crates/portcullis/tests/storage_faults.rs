@@ -13,7 +13,12 @@
 //! Mounting needs root (CI runs as root); elsewhere the test prints
 //! `skipped: …`, and `PORTCULLIS_REQUIRE_ALL=1` turns that into a failure.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

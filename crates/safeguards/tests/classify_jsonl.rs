@@ -1,7 +1,12 @@
 //! The `classify` JSONL contract.
 
 // Test helpers outside #[test] functions may fail loudly too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use portcullis_safeguards::Safeguard;
 use portcullis_safeguards::jsonl::{ClassifyOutput, classify_jsonl};

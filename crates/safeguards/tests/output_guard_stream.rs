@@ -3,7 +3,12 @@
 //! answer streams through with bounded hold-back.
 
 // Test helpers outside #[test] functions may fail loudly too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use portcullis_safeguards::{OutputGuard, OutputGuardSettings, Safeguard, SafeguardScreen};
 

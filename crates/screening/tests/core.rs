@@ -1,7 +1,12 @@
 //! Behaviour on the small committed fixtures; needs no shared data.
 
 // Helpers outside `#[test]` functions fail loudly on broken fixtures too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

@@ -3,7 +3,12 @@
 //! unless `PORTCULLIS_REQUIRE_ALL=1`.
 
 // Helpers outside `#[test]` functions fail loudly on broken fixtures too.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod common;
 

@@ -76,6 +76,8 @@ impl Store {
     /// cannot be opened yet). SQLite has no notifications across processes:
     /// there the result is [`StoreError::NotificationsUnsupported`] and
     /// callers poll [`Store::version`] instead.
+    // The listener owns its task and aborts it when dropped.
+    #[allow(clippy::disallowed_methods)]
     pub fn listen(&self) -> Result<StoreListener, StoreError> {
         if self.backend != Backend::Postgres {
             return Err(StoreError::NotificationsUnsupported);

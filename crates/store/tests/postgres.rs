@@ -1,7 +1,12 @@
 //! The store's behaviour table, and its change notifications, against a real
 //! PostgreSQL server named by `PORTCULLIS_TEST_PG_URL`. Each test works in a
 //! database of its own, created for it and dropped afterwards.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod behaviour;
 

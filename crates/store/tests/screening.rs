@@ -1,5 +1,5 @@
 //! Imported screening lists and batch screening updates on a real SQLite file.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
 use jiff::Timestamp;
 use portcullis_domain::{PrincipalAttributes, Screening, ScreeningStatus};
