@@ -170,6 +170,9 @@ impl DefinitionProfile {
         attributes: &PrincipalAttributes,
     ) -> Option<VerificationWindow> {
         let verified_claims = attributes.verified_claims.as_ref()?;
+        if claims_contradiction(&verified_claims.claims).is_some() {
+            return None;
+        }
         let verification: &Verification = &verified_claims.verification;
         if verification.trust_framework.trim().is_empty() {
             return None;
@@ -185,7 +188,8 @@ impl DefinitionProfile {
         })
     }
 
-    /// Whether the principal is verified under this profile at `at`.
+    /// Whether the principal is verified under this profile at `at`
+    /// (verified claims that contradict each other never are).
     pub fn is_verified_at(&self, attributes: &PrincipalAttributes, at: Timestamp) -> bool {
         self.verification_window(attributes)
             .is_some_and(|window| window.contains(at))
@@ -358,6 +362,28 @@ impl ProfileRegistry {
     }
 }
 
+/// Why a principal's verified claims contradict each other, if they do.
+/// Such claims count as unverified (fail closed): the issuer made a mistake
+/// or the document was altered, and neither should grant access.
+///
+/// A `citizen` basis whose listed `nationalities` lack `US` is the one
+/// contradiction recognised: a US citizen is a US national. An empty list is
+/// missing information, not a contradiction.
+pub fn claims_contradiction(
+    claims: &portcullis_domain::VerifiedIdentityClaims,
+) -> Option<&'static str> {
+    let lists_us = || {
+        claims
+            .nationalities
+            .iter()
+            .any(|code| CountryCode::parse(code).is_ok_and(|c| c.as_str() == "US"))
+    };
+    (claims.us_person_basis == Some(UsPersonBasis::Citizen)
+        && !claims.nationalities.is_empty()
+        && !lists_us())
+    .then_some("`us_person_basis` is `citizen` but `nationalities` does not list `US`")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +474,22 @@ mod tests {
                     json!({"us_person_basis": "citizen"}),
                 ),
                 [false, false, false],
+            ),
+            (
+                "citizen whose nationalities lack US (contradiction)",
+                principal(
+                    current(),
+                    json!({"us_person_basis": "citizen", "nationalities": ["FR"]}),
+                ),
+                [false, false, false],
+            ),
+            (
+                "citizen listing USA in alpha-3",
+                principal(
+                    current(),
+                    json!({"us_person_basis": "citizen", "nationalities": ["FRA", "USA"]}),
+                ),
+                [true, true, true],
             ),
             (
                 "assurance too low",
