@@ -17,6 +17,12 @@ use crate::canonical::{CanonicalJsonError, canonical_members_split};
 /// The hashed key that holds an entry's position in its log.
 pub(crate) const INDEX_KEY: &str = "index";
 
+/// The largest canonical entry the log accepts, in bytes. Every request
+/// field that reaches an entry is bounded far below this (see the README's
+/// request bounds); the cap is the backstop that keeps one entry from
+/// growing the append-only log without limit, whatever a caller puts in.
+pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+
 /// Whether a request was admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -504,6 +510,8 @@ pub enum AuditEntryError {
     NotAnObject,
     #[error("audit entry must not have its own `index` field")]
     ReservedIndexField,
+    #[error("audit entry is {bytes} bytes, over the {max}-byte cap")]
+    TooLarge { bytes: usize, max: usize },
 }
 
 /// An entry already validated and rendered, waiting only for its position.
@@ -528,6 +536,13 @@ impl PreparedEntry {
         }
         let (members_before_index, members_after_index) =
             canonical_members_split(&object, INDEX_KEY)?;
+        let bytes = members_before_index.len() + members_after_index.len();
+        if bytes > MAX_ENTRY_BYTES {
+            return Err(AuditEntryError::TooLarge {
+                bytes,
+                max: MAX_ENTRY_BYTES,
+            });
+        }
         Ok(Self {
             members_before_index,
             members_after_index,
@@ -609,6 +624,28 @@ mod tests {
                 r#""safeguard_score_ppm":12500,"safeguard_verdict":"allow","snapshot_version":42,"#,
                 r#""status":451,"time":"2026-11-20T22:21:00Z"}"#
             )
+        );
+    }
+
+    #[test]
+    fn an_entry_over_the_cap_is_refused_before_it_reaches_the_log() {
+        let admin = |payload: String| {
+            AuditEntry::from(AdminActionEntry {
+                time: "2026-11-20T22:21:00Z".parse().unwrap(),
+                actor: "admin".to_owned(),
+                action: "put".to_owned(),
+                target_kind: AdminTargetKind::Policy,
+                target_id: "operator".to_owned(),
+                payload: json!({"source": payload}),
+                request_id: None,
+                replica: None,
+            })
+        };
+        assert!(PreparedEntry::new(&admin("x".repeat(MAX_ENTRY_BYTES - 1024))).is_ok());
+        let refused = PreparedEntry::new(&admin("x".repeat(MAX_ENTRY_BYTES)));
+        assert!(
+            matches!(refused, Err(AuditEntryError::TooLarge { bytes, max }) if bytes > max && max == MAX_ENTRY_BYTES),
+            "{refused:?}"
         );
     }
 

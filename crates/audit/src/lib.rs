@@ -108,8 +108,8 @@ mod writer;
 
 pub use entry::{
     AdminActionEntry, AdminTargetKind, AuditEntry, AuditEntryError, ContentRecording, Decision,
-    EntryKind, RequestDecisionEntry, RequestOutcome, RequestOutcomeEntry, SafeguardVerdict,
-    StoredEntry,
+    EntryKind, MAX_ENTRY_BYTES, RequestDecisionEntry, RequestOutcome, RequestOutcomeEntry,
+    SafeguardVerdict, StoredEntry,
 };
 pub use error::AuditError;
 pub use export::{ExportSummary, export};

@@ -114,20 +114,32 @@ pub async fn get_policy(
     }
 }
 
+/// The largest policy source accepted, in bytes. Each source is recorded
+/// whole in its audit entry, so it stays well under the entry cap.
+pub const MAX_POLICY_BYTES: usize = 256 * 1024;
+
 /// The body is the Cedar text itself, or JSON `{"source": "..."}`.
 fn policy_text(body: &[u8]) -> Result<String, AdminError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| AdminError::invalid("the policy must be UTF-8 text"))?;
-    if text.trim_start().starts_with('{') {
+    let text = if text.trim_start().starts_with('{') {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| AdminError::invalid(format!("invalid JSON body: {e}")))?;
-        return value
+        value
             .get("source")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| AdminError::invalid("the JSON body needs a string `source`"));
+            .ok_or_else(|| AdminError::invalid("the JSON body needs a string `source`"))?
+    } else {
+        text.to_owned()
+    };
+    if text.len() > MAX_POLICY_BYTES {
+        return Err(AdminError::invalid(format!(
+            "the policy is {} bytes; at most {MAX_POLICY_BYTES} are accepted",
+            text.len()
+        )));
     }
-    Ok(text.to_owned())
+    Ok(text)
 }
 
 pub async fn put_policy(
