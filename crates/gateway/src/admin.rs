@@ -312,6 +312,18 @@ pub async fn get_model(
     Ok(Json(model_json(model)))
 }
 
+/// A literal upstream key would be stored in plain text in the model's
+/// definition (and in every backup of the store); the key is named by the
+/// environment variable that holds it instead.
+fn refuse_literal_api_key(draft: &ModelDraft) -> AdminResult<()> {
+    if draft.api_key.is_some() {
+        return Err(AdminError::invalid(
+            "`api_key` is not accepted: the store would keep it in plain text; name the environment variable that holds it in `api_key_env`",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn create_model(
     State(gateway): State<Arc<Gateway>>,
     Extension(actor): Extension<Actor>,
@@ -319,6 +331,7 @@ pub async fn create_model(
 ) -> AdminResult<(StatusCode, Json<Value>)> {
     require_writer(&actor)?;
     let draft: ModelDraft = parse_json(&body)?;
+    refuse_literal_api_key(&draft)?;
     let model = draft
         .validate()
         .map_err(|e| AdminError::invalid(e.to_string()))?;
@@ -355,6 +368,7 @@ pub async fn update_model(
             draft.name
         )));
     }
+    refuse_literal_api_key(&draft)?;
     let model = draft
         .validate()
         .map_err(|e| AdminError::invalid(e.to_string()))?;

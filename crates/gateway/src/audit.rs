@@ -101,6 +101,7 @@ impl GatewayAudit {
             checkpoint_every_entries: settings.checkpoint_every_entries,
             checkpoint_interval: Duration::from_millis(settings.checkpoint_interval_ms),
             commit_interval: Duration::from_millis(settings.commit_interval_ms),
+            commit_timeout: Duration::from_millis(settings.commit_timeout_ms),
             queue_capacity: settings.queue_capacity,
             witness: Some(WitnessTarget::Directory(witness_dir)),
             ..AuditConfig::default()

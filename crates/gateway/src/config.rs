@@ -243,6 +243,9 @@ pub struct AuditSettings {
     pub checkpoint_interval_ms: u64,
     pub commit_interval_ms: u64,
     pub queue_capacity: usize,
+    /// The longest one audit commit may take before the requests waiting
+    /// for it are refused with 503 (the store is then treated as failing).
+    pub commit_timeout_ms: u64,
 }
 
 impl Default for AuditSettings {
@@ -259,6 +262,7 @@ impl Default for AuditSettings {
             checkpoint_interval_ms: defaults.checkpoint_interval.as_millis() as u64,
             commit_interval_ms: defaults.commit_interval.as_millis() as u64,
             queue_capacity: defaults.queue_capacity,
+            commit_timeout_ms: defaults.commit_timeout.as_millis() as u64,
         }
     }
 }
@@ -388,6 +392,7 @@ impl Config {
                 "server.stream_idle_timeout_ms",
                 self.server.stream_idle_timeout_ms,
             ),
+            ("audit.commit_timeout_ms", self.audit.commit_timeout_ms),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be greater than 0"));
@@ -395,6 +400,12 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
+            if model.api_key.is_some() {
+                return Err(invalid(
+                    &format!("models[{i}].api_key"),
+                    "a literal key is not accepted (it would be stored in plain text); name the environment variable that holds it in `api_key_env`",
+                ));
+            }
             model
                 .clone()
                 .validate()
@@ -452,6 +463,15 @@ mod tests {
             (
                 r#"{"models": [{"name": "a", "provider": "openai", "state": "released"}]}"#,
                 "models[0]",
+            ),
+            (
+                r#"{"models": [{"name": "a", "provider": "openai", "base_url": "http://u/v1",
+                    "state": "released", "api_key": "sk-live-plaintext"}]}"#,
+                "models[0].api_key",
+            ),
+            (
+                r#"{"audit": {"commit_timeout_ms": 0}}"#,
+                "audit.commit_timeout_ms",
             ),
         ];
         for (text, field) in cases {

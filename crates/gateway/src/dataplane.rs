@@ -798,7 +798,7 @@ async fn handle(
         )),
         UpstreamAnswer::Complete(bytes) => {
             if upstream_format == format {
-                guarded_json_response(gateway, &model, format, bytes)
+                guarded_json_response(gateway, &model, format, with_alias(&model, bytes))
             } else {
                 let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
                     ApiError::upstream(
@@ -996,12 +996,14 @@ async fn serve_mock(
         _ => {}
     }
     if !stream {
-        let body = mock::complete_body(format, &plan, &model.upstream_model);
+        // The built-in mock answers as an upstream would, but under the
+        // alias, as every relayed answer is.
+        let body = mock::complete_body(format, &plan, &model.name);
         return guarded_json_response(gateway, model, format, Bytes::from(body.to_string()));
     }
     let default_interval = Duration::from_millis(gateway.config.mock.token_interval_ms);
     let interval = mock::token_interval(&parts.headers, default_interval);
-    let upstream = mock::stream_frames(format, plan, model.upstream_model.clone(), interval)
+    let upstream = mock::stream_frames(format, plan, model.name.clone(), interval)
         .map(|item| item.map_err(|_| ()))
         .boxed();
     let output_guard = gateway.safeguards.stream_guard(model, format, request_id)?;
@@ -1018,6 +1020,22 @@ async fn serve_mock(
         .with_output_guard(output_guard)
         .with_outcome(record.take_outcome()),
     ))
+}
+
+/// A same-format answer with the client's alias in place of the upstream's
+/// model name (see `translate::alias_model`).
+fn with_alias(model: &Model, bytes: Bytes) -> Bytes {
+    if model.upstream_model == model.name {
+        return bytes;
+    }
+    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+        return bytes;
+    };
+    if translate::alias_model(&mut value, &model.name) {
+        Bytes::from(value.to_string())
+    } else {
+        bytes
+    }
 }
 
 /// A whole answer, after the output guard has read it (see `guard`).
@@ -1061,6 +1079,8 @@ fn stream_response(relay: Relay) -> Response {
 /// How upstream events become client events.
 enum Translator {
     None,
+    /// Same format, but the upstream's model name is replaced by this alias.
+    Alias(String),
     OpenAiToAnthropic(OpenAiToAnthropicStream),
     AnthropicToOpenAi(AnthropicToOpenAiStream),
 }
@@ -1091,6 +1111,7 @@ impl Translator {
                     include_usage,
                 ))
             }
+            _ if model.upstream_model != model.name => Translator::Alias(model.name.clone()),
             _ => Translator::None,
         }
     }
@@ -1247,6 +1268,9 @@ impl Relay {
         let upstream_error = self.is_upstream_error(&event);
         let result = match &mut self.translator {
             Translator::None => Ok(vec![event.raw.clone()]),
+            Translator::Alias(alias) => Ok(vec![
+                translate::alias_model_in_event(&event, alias).unwrap_or_else(|| event.raw.clone()),
+            ]),
             Translator::OpenAiToAnthropic(t) => t.on_event(&event),
             Translator::AnthropicToOpenAi(t) => t.on_event(&event),
         };

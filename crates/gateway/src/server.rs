@@ -16,11 +16,43 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::error::{ApiError, ApiFormat, ErrorSource};
 use crate::request_id::RequestId;
 
 /// The peer address of a connection, for trusted-proxy checks.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
+
+/// The request head a client may send: at most this many header fields...
+pub const MAX_REQUEST_HEADERS: usize = 256;
+/// ...and at most this many bytes of them (names, values and separators).
+/// Both are above what real edge proxies add (Envoy defaults to 100 fields
+/// and 60 KiB; Cloudflare to 128 KiB in all). Above them the request gets
+/// 431 `headers_too_large` in the API's native body, with `x-request-id`.
+pub const MAX_REQUEST_HEADER_BYTES: usize = 128 * 1024;
+/// hyper's own bounds, past ours, so that hyper's bare answer (no body, no
+/// request id) is reached only by heads far over the limits above.
+const HYPER_MAX_HEADERS: usize = 2 * MAX_REQUEST_HEADERS;
+const HYPER_MAX_HEADER_BYTES: usize = 2 * MAX_REQUEST_HEADER_BYTES;
+
+/// Why a request head is over the documented bounds, if it is.
+fn head_over_bounds(headers: &http::HeaderMap) -> Option<String> {
+    if headers.len() > MAX_REQUEST_HEADERS {
+        return Some(format!(
+            "the request has {} header fields; at most {MAX_REQUEST_HEADERS} are accepted",
+            headers.len()
+        ));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (bytes > MAX_REQUEST_HEADER_BYTES).then(|| {
+        format!(
+            "the request headers are {bytes} bytes; at most {MAX_REQUEST_HEADER_BYTES} are accepted"
+        )
+    })
+}
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -32,6 +64,9 @@ pub struct ServeOptions {
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops
 /// accepting, lets in-flight requests finish up to the drain deadline, and
 /// cancels `cut` so that streams still running end with an error event.
+// Owns its connection tasks: the graceful watcher drains them, and the
+// cut token ends their streams at the deadline.
+#[allow(clippy::disallowed_methods)]
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -44,6 +79,8 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
+        .max_headers(HYPER_MAX_HEADERS)
+        .max_header_size(HYPER_MAX_HEADER_BYTES)
         .keep_alive(true);
     loop {
         let accepted = tokio::select! {
@@ -70,10 +107,38 @@ pub async fn serve(
             request.extensions_mut().insert(request_id);
             request.extensions_mut().insert(PeerAddr(peer));
             let router = router.clone();
+            let over_bounds = head_over_bounds(request.headers());
             async move {
-                let mut response = match router.oneshot(request.map(axum::body::Body::new)).await {
-                    Ok(response) => response,
-                    Err(never) => match never {},
+                let mut response = match over_bounds {
+                    Some(message) => {
+                        let format = if request.uri().path().starts_with("/v1/messages") {
+                            ApiFormat::Anthropic
+                        } else {
+                            ApiFormat::OpenAi
+                        };
+                        let id = request
+                            .extensions()
+                            .get::<RequestId>()
+                            .map(|id| id.0.clone())
+                            .unwrap_or_default();
+                        let mut response = ApiError::new(
+                            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "headers_too_large",
+                            message,
+                            ErrorSource::Client,
+                        )
+                        .into_response_for(format, &id);
+                        // The rest of the request is not read: end the
+                        // connection rather than parse it as a new one.
+                        response
+                            .headers_mut()
+                            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                        response
+                    }
+                    None => match router.oneshot(request.map(axum::body::Body::new)).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
                 };
                 if let Some(value) = header_value {
                     response.headers_mut().insert("x-request-id", value);

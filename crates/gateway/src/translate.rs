@@ -15,6 +15,46 @@ use crate::sse::{SseEvent, data_frame, named_frame};
 /// Anthropic requires the field.
 pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u64 = 4096;
 
+/// Puts the alias the client asked for wherever an answer in the client's
+/// own format names the upstream's model: the top-level `model` of an
+/// OpenAI completion or chunk, of an Anthropic message, and of the message
+/// inside an Anthropic `message_start` event. Returns whether it changed
+/// anything. The upstream's name is deployment detail that clients must
+/// not learn (and must not come to depend on).
+pub fn alias_model(value: &mut Value, alias: &str) -> bool {
+    let mut changed = false;
+    let mut rename = |object: &mut Value| {
+        if let Some(model) = object.get_mut("model")
+            && model.as_str() != Some(alias)
+        {
+            *model = Value::String(alias.to_owned());
+            changed = true;
+        }
+    };
+    rename(value);
+    if let Some(message) = value.get_mut("message") {
+        rename(message);
+    }
+    changed
+}
+
+/// [`alias_model`] on one same-format stream event: the event re-framed
+/// with the alias, or `None` when it names no model (and passes unchanged).
+pub fn alias_model_in_event(event: &SseEvent, alias: &str) -> Option<Bytes> {
+    if !event.data.contains("\"model\"") {
+        return None;
+    }
+    let mut value: Value = serde_json::from_str(&event.data).ok()?;
+    if !alias_model(&mut value, alias) {
+        return None;
+    }
+    let data = value.to_string();
+    Some(match &event.event {
+        Some(name) => named_frame(name, &data),
+        None => data_frame(&data),
+    })
+}
+
 /// OpenAI `finish_reason` for an Anthropic `stop_reason`.
 pub fn finish_reason_from_stop_reason(stop_reason: &str) -> &'static str {
     match stop_reason {
@@ -658,6 +698,51 @@ impl AnthropicToOpenAiStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_name_the_alias_never_the_upstream_model() {
+        let event = |name: Option<&str>, data: Value| SseEvent {
+            raw: Bytes::new(),
+            event: name.map(str::to_owned),
+            data: data.to_string(),
+        };
+        let cases = [
+            (
+                event(
+                    None,
+                    json!({"id": "c", "model": "gpt-secret-2025", "choices": []}),
+                ),
+                Some("data: {\"id\":\"c\",\"model\":\"fable\",\"choices\":[]}\n\n"),
+            ),
+            (
+                event(
+                    Some("message_start"),
+                    json!({"type": "message_start", "message": {"id": "m", "model": "claude-secret"}}),
+                ),
+                Some(
+                    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"fable\"}}\n\n",
+                ),
+            ),
+            (
+                event(
+                    Some("content_block_delta"),
+                    json!({"type": "content_block_delta", "delta": {"text": "hi"}}),
+                ),
+                None,
+            ),
+            (event(None, json!({"model": "fable"})), None),
+        ];
+        for (event, expected) in cases {
+            let framed = alias_model_in_event(&event, "fable");
+            assert_eq!(
+                framed.as_deref(),
+                expected.map(str::as_bytes),
+                "{}",
+                event.data
+            );
+        }
+        assert!(alias_model_in_event(&event(None, json!("[DONE]")), "fable").is_none());
+    }
     use crate::sse::SseSplitter;
 
     fn object(value: Value) -> Map<String, Value> {

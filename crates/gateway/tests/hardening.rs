@@ -2,14 +2,19 @@
 //! and malformed fields, two credentials at once, and an upstream whose
 //! error echoes the key it was sent.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 mod harness;
 
 use std::net::SocketAddr;
 
 use axum::response::IntoResponse;
-use harness::{TestGateway, model};
+use harness::{TestGateway, model, start_mock};
 use http::StatusCode;
 use portcullis_domain::{Provider, ReleaseState};
 use portcullis_gateway::Config;
@@ -302,6 +307,24 @@ async fn every_admin_error_is_json_with_the_request_id() {
             b"{not json".to_vec(),
         ),
         (
+            "a policy over the size bound (each is audited whole)",
+            http::Method::PUT,
+            "/admin/v1/policies/huge".into(),
+            Some(&token),
+            serde_json::to_vec(&json!({"source": format!("// {}", "x".repeat(300 * 1024))}))
+                .unwrap(),
+        ),
+        (
+            "a literal upstream key, which the store would keep in plain text",
+            http::Method::POST,
+            "/admin/v1/models".into(),
+            Some(&token),
+            serde_json::to_vec(&json!({"name": "keyed", "provider": "openai",
+                "base_url": "http://127.0.0.1:9/v1", "state": "released",
+                "api_key": "sk-live-plaintext"}))
+            .unwrap(),
+        ),
+        (
             "a query that does not parse",
             http::Method::GET,
             "/admin/v1/audit?limit=abc".into(),
@@ -348,5 +371,131 @@ async fn every_admin_error_is_json_with_the_request_id() {
         assert!(body["error"]["code"].is_string(), "{what}: {body}");
         assert!(body["error"]["message"].is_string(), "{what}: {body}");
         assert_eq!(body["request_id"], request_id.as_str(), "{what}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn answers_carry_the_alias_never_the_upstream_model_name() {
+    let mock = start_mock().await;
+    let hidden = "upstream-secret-model-name";
+    let gw = TestGateway::start(
+        Config::default(),
+        vec![
+            model(
+                "alias-oa",
+                Provider::Openai,
+                Some(format!("http://{mock}/v1")),
+                hidden,
+                ReleaseState::Released,
+            ),
+            model(
+                "alias-an",
+                Provider::Anthropic,
+                Some(format!("http://{mock}")),
+                hidden,
+                ReleaseState::Released,
+            ),
+            model(
+                "alias-mock",
+                Provider::Mock,
+                None,
+                hidden,
+                ReleaseState::Released,
+            ),
+        ],
+    )
+    .await;
+    let bearer = format!("Bearer {}", gw.key("alice"));
+    for alias in ["alias-oa", "alias-an", "alias-mock"] {
+        for path in ["/v1/chat/completions", "/v1/messages"] {
+            for stream in [false, true] {
+                let body = json!({"model": alias, "max_tokens": 8, "stream": stream,
+                    "messages": [{"role": "user", "content": "hi"}]});
+                let (status, _, text) = post(
+                    &gw,
+                    path,
+                    &[
+                        ("authorization", &bearer),
+                        ("anthropic-version", "2023-06-01"),
+                    ],
+                    serde_json::to_vec(&body).unwrap(),
+                )
+                .await;
+                let case = format!("{alias} {path} stream={stream}");
+                assert_eq!(status, 200, "{case}: {text}");
+                assert!(
+                    !text.contains(hidden),
+                    "{case} leaked the upstream name: {text}"
+                );
+                assert!(
+                    text.contains(&format!("\"model\":\"{alias}\"")),
+                    "{case} does not name the alias: {text}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn request_heads_real_proxies_send_are_accepted_and_larger_ones_get_a_native_431() {
+    let gw = TestGateway::start(Config::default(), vec![]).await;
+    let body = json!({"model": "haiku", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "hi"}]});
+    // (what, path, header count, bytes per value, expected status)
+    let cases = [
+        (
+            "220 forwarding headers",
+            "/v1/chat/completions",
+            220,
+            40,
+            200,
+        ),
+        (
+            "64 KB of headers",
+            "/v1/chat/completions",
+            16,
+            4 * 1024,
+            200,
+        ),
+        ("300 headers", "/v1/chat/completions", 300, 10, 431),
+        ("300 headers, Anthropic", "/v1/messages", 300, 10, 431),
+        (
+            "160 KB of headers",
+            "/v1/chat/completions",
+            40,
+            4 * 1024,
+            431,
+        ),
+    ];
+    for (what, path, count, size, expected) in cases {
+        let mut request = gw
+            .http
+            .post(gw.url(path))
+            .bearer_auth(gw.key("alice"))
+            .header("anthropic-version", "2023-06-01")
+            .json(&body);
+        for i in 0..count {
+            request = request.header(format!("x-forwarded-hop-{i}"), "v".repeat(size));
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{what}");
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let text = response.text().await.unwrap();
+        if expected == 431 {
+            let value: Value = serde_json::from_str(&text).unwrap();
+            let code = if path == "/v1/messages" {
+                &value["error"]["type"]
+            } else {
+                &value["error"]["code"]
+            };
+            assert!(
+                code == "headers_too_large" || text.contains("headers_too_large"),
+                "{what}: {text}"
+            );
+            assert!(text.contains(&request_id), "{what}: {text}");
+        }
     }
 }
