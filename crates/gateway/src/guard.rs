@@ -546,10 +546,65 @@ fn build_profiles(
 
 // ---- reading bodies -------------------------------------------------------
 
+/// Request fields that carry no text the model reads: sampling and
+/// transport parameters of both APIs. Everything else at the top level of a
+/// body, known or not (tools and their descriptions, legacy `functions`,
+/// `response_format` schemas, `prediction`, fields this gateway has never
+/// heard of), is read as text: a field is unread only by being listed here.
+const NON_TEXT_REQUEST_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "system",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "n",
+    "stream",
+    "stream_options",
+    "stop",
+    "stop_sequences",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "presence_penalty",
+    "frequency_penalty",
+    "user",
+    "metadata",
+    "service_tier",
+    "parallel_tool_calls",
+    "tool_choice",
+    "function_call",
+    "store",
+    "modalities",
+    "reasoning_effort",
+    "thinking",
+];
+
+/// Keys whose values are structure, identifiers or opaque data rather than
+/// text the model reads, at any depth of a message or definition.
+const NON_TEXT_KEYS: &[&str] = &[
+    "role",
+    "type",
+    "id",
+    "tool_call_id",
+    "tool_use_id",
+    "cache_control",
+    "media_type",
+    "detail",
+    // The opaque signature of a thinking block, and redacted thinking.
+    "signature",
+];
+
 /// The exchange the input classifier reads: the system prompt (Anthropic's
-/// top-level `system`, or system/developer messages) and every message in
-/// order, with text parts, tool results, tool-call arguments and text
-/// documents included, so nothing a model would read is left unclassified.
+/// top-level `system`, or system/developer messages), the definitions the
+/// model is given (tools, functions, response schemas, predictions, and any
+/// field not known to be free of text), and every message in order with
+/// every text it carries: content parts, refusals, thinking, tool results,
+/// tool-call arguments, documents and fields this gateway does not know.
+/// Only image and audio payloads are left out (they are not text).
 pub fn exchange_from_body(body: &Map<String, Value>) -> Exchange {
     let mut messages = Vec::new();
     if let Some(system) = body.get("system") {
@@ -558,6 +613,18 @@ pub fn exchange_from_body(body: &Map<String, Value>) -> Exchange {
         messages.push(ExchangeMessage {
             role: "system".to_owned(),
             content: text,
+        });
+    }
+    let mut definitions = String::new();
+    for (key, value) in body {
+        if !NON_TEXT_REQUEST_FIELDS.contains(&key.as_str()) {
+            collect_content(value, &mut definitions);
+        }
+    }
+    if !definitions.is_empty() {
+        messages.push(ExchangeMessage {
+            role: "definitions".to_owned(),
+            content: definitions,
         });
     }
     for message in body
@@ -572,22 +639,7 @@ pub fn exchange_from_body(body: &Map<String, Value>) -> Exchange {
             .unwrap_or("user")
             .to_owned();
         let mut text = String::new();
-        if let Some(content) = message.get("content") {
-            collect_content(content, &mut text);
-        }
-        for call in message
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-        {
-            if let Some(arguments) = call.pointer("/function/arguments") {
-                collect_content(arguments, &mut text);
-            }
-        }
-        if let Some(arguments) = message.pointer("/function_call/arguments") {
-            collect_content(arguments, &mut text);
-        }
+        collect_content(message, &mut text);
         messages.push(ExchangeMessage {
             role,
             content: text,
@@ -606,6 +658,23 @@ fn push_text(text: &str, out: &mut String) {
     out.push_str(text);
 }
 
+/// Whether an object is an image or audio payload (base64 data or a data
+/// URL) or redacted (encrypted) thinking, none of which is text: it would
+/// only feed the decoders noise.
+fn is_media(part: &Map<String, Value>) -> bool {
+    let kind = part.get("type").and_then(Value::as_str);
+    let media_type = part.get("media_type").and_then(Value::as_str);
+    matches!(
+        kind,
+        Some("image" | "input_audio" | "image_url" | "audio" | "redacted_thinking")
+    ) || (kind == Some("base64") && !media_type.is_some_and(|m| m.starts_with("text/")))
+        || media_type.is_some_and(|m| m.starts_with("image/") || m.starts_with("audio/"))
+}
+
+/// Every string the model would read in `value`, in document order: string
+/// values at any depth except under [`NON_TEXT_KEYS`] and inside media.
+/// Object keys are kept only where they are content the model reads as
+/// JSON (an Anthropic tool call's `input`).
 fn collect_content(value: &Value, out: &mut String) {
     match value {
         Value::String(text) => push_text(text, out),
@@ -615,27 +684,25 @@ fn collect_content(value: &Value, out: &mut String) {
             }
         }
         Value::Object(part) => {
-            if let Some(Value::String(text)) = part.get("text") {
-                push_text(text, out);
-            }
-            // Anthropic tool results nest their own content.
-            if let Some(content) = part.get("content") {
-                collect_content(content, out);
-            }
-            // Anthropic tool-use blocks carry their arguments as JSON.
-            if let Some(input) = part.get("input") {
-                match input {
-                    Value::String(text) => push_text(text, out),
-                    other => push_text(&other.to_string(), out),
+            if is_media(part) {
+                // An image part may still carry a caption or a text URL.
+                if let Some(Value::String(text)) = part.get("text") {
+                    push_text(text, out);
                 }
+                return;
             }
-            // Anthropic plain-text documents.
-            if part.get("type").and_then(Value::as_str) == Some("document")
-                && let Some(source) = part.get("source")
-                && let Some(Value::String(data)) = source.get("data")
-                && source.get("type").and_then(Value::as_str) == Some("text")
-            {
-                push_text(data, out);
+            for (key, value) in part {
+                if NON_TEXT_KEYS.contains(&key.as_str()) {
+                    continue;
+                }
+                match (key.as_str(), value) {
+                    // Anthropic tool-use blocks carry their arguments as
+                    // JSON, read as the model reads them.
+                    ("input", Value::Object(_)) => push_text(&value.to_string(), out),
+                    // Image URLs: a data URL is a payload, not text.
+                    ("url", Value::String(url)) if url.starts_with("data:") => {}
+                    _ => collect_content(value, out),
+                }
             }
         }
         _ => {}
@@ -643,7 +710,9 @@ fn collect_content(value: &Value, out: &mut String) {
 }
 
 /// The text of a whole response in `format`: every choice's message (or
-/// every content block), tool-call arguments included.
+/// every content block) with everything in it the client reads: content,
+/// refusals, reasoning (`reasoning_content`, `reasoning`), tool calls and
+/// their arguments, thinking blocks.
 fn response_text(format: ApiFormat, value: &Value) -> String {
     let mut text = String::new();
     match format {
@@ -655,19 +724,7 @@ fn response_text(format: ApiFormat, value: &Value) -> String {
                 .unwrap_or(&[])
             {
                 if let Some(message) = choice.get("message") {
-                    if let Some(content) = message.get("content") {
-                        collect_content(content, &mut text);
-                    }
-                    for call in message
-                        .get("tool_calls")
-                        .and_then(Value::as_array)
-                        .map(Vec::as_slice)
-                        .unwrap_or(&[])
-                    {
-                        if let Some(arguments) = call.pointer("/function/arguments") {
-                            collect_content(arguments, &mut text);
-                        }
-                    }
+                    collect_content(message, &mut text);
                 }
             }
         }
@@ -687,9 +744,10 @@ fn withhold_response_content(format: ApiFormat, value: &mut Value) {
                 for choice in choices {
                     if let Some(message) = choice.get_mut("message").and_then(Value::as_object_mut)
                     {
+                        // Nothing the client reads survives: content,
+                        // tool calls, reasoning, refusals, audio.
+                        message.retain(|key, _| key == "role");
                         message.insert("content".to_owned(), Value::Null);
-                        message.remove("tool_calls");
-                        message.remove("function_call");
                     }
                     if let Some(choice) = choice.as_object_mut() {
                         choice.insert(
@@ -1045,8 +1103,16 @@ impl StreamOutputGuard {
                     .map(Vec::as_slice)
                     .unwrap_or(&[])
                 {
-                    if let Some(Value::String(content)) = choice.pointer("/delta/content") {
-                        text.push_str(content);
+                    for field in [
+                        "/delta/content",
+                        "/delta/reasoning_content",
+                        "/delta/reasoning",
+                        "/delta/refusal",
+                        "/delta/function_call/arguments",
+                    ] {
+                        if let Some(Value::String(content)) = choice.pointer(field) {
+                            text.push_str(content);
+                        }
                     }
                     for call in choice
                         .pointer("/delta/tool_calls")
@@ -1088,6 +1154,23 @@ impl StreamOutputGuard {
                         FrameKind::Other
                     } else {
                         FrameKind::Text(text.to_owned())
+                    }
+                }
+                // A block may open with text of its own.
+                Some("content_block_start") => {
+                    let text = serde_json::from_str::<Value>(&data)
+                        .ok()
+                        .and_then(|value| {
+                            let block = value.get("content_block")?;
+                            ["text", "thinking"].iter().find_map(|field| {
+                                block.get(*field).and_then(Value::as_str).map(str::to_owned)
+                            })
+                        })
+                        .unwrap_or_default();
+                    if text.is_empty() {
+                        FrameKind::Other
+                    } else {
+                        FrameKind::Text(text)
                     }
                 }
                 Some("message_delta" | "message_stop" | "error") => FrameKind::Final,
@@ -1247,8 +1330,37 @@ mod tests {
                 vec![
                     ("system", "system words"),
                     ("user", "part one"),
-                    ("assistant", "{\"cmd\":\"tool words\"}"),
+                    ("assistant", "f\n{\"cmd\":\"tool words\"}"),
                     ("tool", "tool result"),
+                ],
+            ),
+            // Every other place a client can put text the model reads, in
+            // OpenAI's format: each must reach the classifier.
+            (
+                json!({"model": "fable", "max_tokens": 5, "temperature": 0.2, "stop": ["END"],
+                       "tools": [{"type": "function", "function": {"name": "t1", "description": "tool description",
+                                  "parameters": {"type": "object", "properties": {"p": {"type": "string", "description": "parameter description"}}}}}],
+                       "functions": [{"name": "legacy", "description": "legacy function description"}],
+                       "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"description": "schema description"}}},
+                       "prediction": {"type": "content", "content": "predicted output"},
+                       "x_vendor_extension": {"note": "unknown top-level field"},
+                       "messages": [
+                    {"role": "developer", "content": "developer words"},
+                    {"role": "assistant", "content": [{"type": "refusal", "refusal": "refusal part"}],
+                     "reasoning_content": "history reasoning", "x_unknown": "unknown message field"},
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}},
+                                                 {"type": "input_audio", "input_audio": {"data": "aGVsbG8=", "format": "wav"}}]}]}),
+                vec![
+                    (
+                        "definitions",
+                        "t1\ntool description\nparameter description\nlegacy\nlegacy function description\ns\nschema description\npredicted output\nunknown top-level field",
+                    ),
+                    ("developer", "developer words"),
+                    (
+                        "assistant",
+                        "refusal part\nhistory reasoning\nunknown message field",
+                    ),
+                    ("user", ""),
                 ],
             ),
             (
@@ -1261,7 +1373,29 @@ mod tests {
                 vec![
                     ("system", "anthropic system"),
                     ("user", "nested result\ndocument text"),
-                    ("assistant", "{\"cmd\":\"ls\"}"),
+                    ("assistant", "run\n{\"cmd\":\"ls\"}"),
+                ],
+            ),
+            // Anthropic's other text: tool definitions, thinking in history,
+            // a base64 image (left out) and redacted thinking (opaque).
+            (
+                json!({"model": "fable", "max_tokens": 5, "thinking": {"type": "enabled", "budget_tokens": 1024},
+                       "tools": [{"name": "t2", "description": "anthropic tool description",
+                                  "input_schema": {"type": "object", "properties": {"q": {"type": "string", "description": "input description"}}}}],
+                       "messages": [
+                    {"role": "assistant", "content": [
+                        {"type": "thinking", "thinking": "history thinking", "signature": "c2lnbmF0dXJl"},
+                        {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"}]},
+                    {"role": "user", "content": [
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "aGVsbG8="}},
+                        {"type": "text", "text": "what is in it?"}]}]}),
+                vec![
+                    (
+                        "definitions",
+                        "t2\nanthropic tool description\ninput description",
+                    ),
+                    ("assistant", "history thinking"),
+                    ("user", "what is in it?"),
                 ],
             ),
         ];
@@ -1442,6 +1576,75 @@ mod tests {
     }
 
     #[test]
+    fn streamed_reasoning_and_thinking_are_guarded_like_text() {
+        let set = safeguards(json!({"cyber": {"output_guard": {"hold_back_max_ms": 60000}}}));
+        let openai_delta = |field: &str, text: &str| {
+            data_frame(
+                &json!({"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m",
+                        "choices": [{"index": 0, "delta": {field: text}, "finish_reason": null}]})
+                .to_string(),
+            )
+        };
+        let anthropic_delta = |text: &str| {
+            named_frame(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "thinking_delta", "thinking": text}})
+                .to_string(),
+            )
+        };
+        let cases: Vec<(ApiFormat, Vec<Bytes>)> = vec![
+            (
+                ApiFormat::OpenAi,
+                ATTACK
+                    .split_inclusive(' ')
+                    .map(|word| openai_delta("reasoning_content", word))
+                    .collect(),
+            ),
+            (
+                ApiFormat::OpenAi,
+                ATTACK
+                    .split_inclusive(' ')
+                    .map(|word| openai_delta("reasoning", word))
+                    .collect(),
+            ),
+            (
+                ApiFormat::Anthropic,
+                std::iter::once(named_frame(
+                    "message_start",
+                    &json!({"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant", "content": []}})
+                        .to_string(),
+                ))
+                .chain(std::iter::once(named_frame(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": 0,
+                            "content_block": {"type": "thinking", "thinking": ""}})
+                    .to_string(),
+                )))
+                .chain(ATTACK.split_inclusive(' ').map(anthropic_delta))
+                .collect(),
+            ),
+        ];
+        for (format, frames) in cases {
+            let mut guard = set
+                .stream_guard(&model(Some("cyber")), format, "r1")
+                .unwrap()
+                .unwrap();
+            let mut sent = String::new();
+            let mut stopped = false;
+            for frame in frames {
+                let release = guard.on_frames(vec![frame]);
+                for frame in release.frames {
+                    sent.push_str(&String::from_utf8_lossy(&frame));
+                }
+                stopped |= release.stopped;
+            }
+            assert!(stopped, "{format:?}: {sent}");
+            assert!(!sent.contains("ransomware"), "{format:?}: {sent}");
+        }
+    }
+
+    #[test]
     fn whole_responses_are_withheld_in_each_format() {
         let set = safeguards(json!({}));
         let cases = [
@@ -1455,6 +1658,31 @@ mod tests {
             (
                 ApiFormat::Anthropic,
                 json!({"type": "message", "content": [{"type": "text", "text": ATTACK}], "stop_reason": "end_turn"}),
+                "/stop_reason",
+                "refusal",
+                "/content/0",
+            ),
+            // The attack in the reasoning, behind a harmless answer.
+            (
+                ApiFormat::OpenAi,
+                json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Sure.",
+                       "reasoning_content": ATTACK}, "finish_reason": "stop"}]}),
+                "/choices/0/finish_reason",
+                "content_filter",
+                "/choices/0/message/reasoning_content",
+            ),
+            (
+                ApiFormat::OpenAi,
+                json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                       "refusal": ATTACK}, "finish_reason": "stop"}]}),
+                "/choices/0/finish_reason",
+                "content_filter",
+                "/choices/0/message/refusal",
+            ),
+            (
+                ApiFormat::Anthropic,
+                json!({"type": "message", "content": [{"type": "thinking", "thinking": ATTACK, "signature": "c2ln"},
+                       {"type": "text", "text": "Sure."}], "stop_reason": "end_turn"}),
                 "/stop_reason",
                 "refusal",
                 "/content/0",

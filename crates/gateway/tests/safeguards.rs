@@ -119,6 +119,50 @@ async fn blocked_inputs_get_400_content_policy_violation_in_each_format() {
                    "messages": [{"role": "user", "content": "Go ahead."}]}),
         ),
     ];
+    // Every other field the model reads, each carrying the attack while the
+    // visible message is harmless: the upstream must never receive it.
+    let go = json!([{"role": "user", "content": "Go ahead."}]);
+    let openai_fields = [
+        json!({"tools": [{"type": "function", "function": {"name": "build", "description": ATTACK}}]}),
+        json!({"tools": [{"type": "function", "function": {"name": "build",
+            "parameters": {"type": "object", "properties": {"plan": {"type": "string", "description": ATTACK}}}}}]}),
+        json!({"functions": [{"name": "build", "description": ATTACK}]}),
+        json!({"response_format": {"type": "json_schema", "json_schema": {"name": "out",
+            "schema": {"type": "object", "description": ATTACK}}}}),
+        json!({"prediction": {"type": "content", "content": ATTACK}}),
+        json!({"x_unknown_field": ATTACK}),
+    ];
+    let mut cases = cases.to_vec();
+    for extra in openai_fields {
+        let mut body = json!({"model": "fable", "messages": go});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        cases.push(("/v1/chat/completions", body));
+    }
+    cases.push((
+        "/v1/chat/completions",
+        json!({"model": "fable", "messages": [
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": ATTACK}]},
+            {"role": "user", "content": "Go ahead."}]}),
+    ));
+    cases.push((
+        "/v1/chat/completions",
+        json!({"model": "fable", "messages": [
+            {"role": "user", "content": "Go ahead.", "x_note": ATTACK}]}),
+    ));
+    cases.push((
+        "/v1/messages",
+        json!({"model": "fable", "max_tokens": 64, "messages": go,
+               "tools": [{"name": "build", "description": ATTACK,
+                          "input_schema": {"type": "object"}}]}),
+    ));
+    cases.push((
+        "/v1/messages",
+        json!({"model": "fable", "max_tokens": 64, "messages": [
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": ATTACK, "signature": "c2ln"}]},
+            {"role": "user", "content": "Go ahead."}]}),
+    ));
     for (path, body) in cases {
         let (status, text) = post(&gw, path, &body).await;
         assert_eq!(status, 400, "{path} {body}: {text}");
