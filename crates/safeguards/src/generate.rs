@@ -28,6 +28,9 @@ const SYSTEM_PROMPTS: &str = include_str!("../data/system_prompts.txt");
 const INJECTION_DOCUMENTS: &str = include_str!("../data/injection_documents.txt");
 const INJECTION_REQUESTS: &str = include_str!("../data/injection_requests.tsv");
 const COVER_TEXTS: &str = include_str!("../data/cover_texts.txt");
+const WRAPPER_PARTS: &str = include_str!("../data/wrapper_parts.txt");
+const LITERAL_MALICIOUS: &str = include_str!("../data/literal_malicious.tsv");
+const LITERAL_BENIGN: &str = include_str!("../data/literal_benign.tsv");
 
 fn data_lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
@@ -346,6 +349,42 @@ pub fn generate_direct_rows(config: GenerationConfig) -> Vec<LabeledRow> {
     rows
 }
 
+/// Requests written out in full (`data/literal_*.tsv`, `category<TAB>text`
+/// with `\\n` for line breaks): "fix my code" with code, other languages,
+/// requests inside context, statements of intent. Each row is its own
+/// split key.
+pub fn generate_literal_rows() -> Vec<LabeledRow> {
+    let mut rows = Vec::new();
+    for (file, name, label, source) in [
+        (
+            LITERAL_MALICIOUS,
+            "literal_malicious",
+            RowLabel::Malicious,
+            "generated_literal_malicious",
+        ),
+        (
+            LITERAL_BENIGN,
+            "literal_benign",
+            RowLabel::Benign,
+            "generated_literal_benign",
+        ),
+    ] {
+        for (index, (category, text)) in tab_pairs(file).into_iter().enumerate() {
+            let id = format!("{name}:{index}");
+            rows.push(LabeledRow {
+                id: id.clone(),
+                exchange: Exchange::from_user_text(&text.replace("\\n", "\n")),
+                label: Some(label),
+                category: category.to_owned(),
+                source: source.to_owned(),
+                wrapper: None,
+                split_key: id,
+            });
+        }
+    }
+    rows
+}
+
 fn system_prompt_with_secret(template: &str, rng: &mut SplitMix64) -> String {
     const SECRETS: &[&str] = &[
         "Elephant",
@@ -456,10 +495,12 @@ pub enum WrapperKind {
     SplitVariables,
     SplitTurns,
     SystemPrompt,
+    /// A jailbreak frame assembled from parts (`data/wrapper_parts.txt`).
+    Composed,
 }
 
 impl WrapperKind {
-    pub const ALL: [WrapperKind; 16] = [
+    pub const ALL: [WrapperKind; 17] = [
         WrapperKind::RolePlay,
         WrapperKind::JailbreakTemplate,
         WrapperKind::Base64,
@@ -476,6 +517,7 @@ impl WrapperKind {
         WrapperKind::SplitVariables,
         WrapperKind::SplitTurns,
         WrapperKind::SystemPrompt,
+        WrapperKind::Composed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -496,6 +538,7 @@ impl WrapperKind {
             WrapperKind::SplitVariables => "split_variables",
             WrapperKind::SplitTurns => "split_turns",
             WrapperKind::SystemPrompt => "system_prompt",
+            WrapperKind::Composed => "composed",
         }
     }
 
@@ -504,6 +547,7 @@ impl WrapperKind {
         match self {
             WrapperKind::RolePlay => "roleplay",
             WrapperKind::JailbreakTemplate => "template",
+            WrapperKind::Composed => "composed",
             WrapperKind::Base64
             | WrapperKind::Hex
             | WrapperKind::Url
@@ -529,6 +573,7 @@ impl WrapperKind {
 pub const WRAPPER_FAMILIES: &[&str] = &[
     "roleplay",
     "template",
+    "composed",
     "encoding",
     "cipher",
     "invisible",
@@ -542,6 +587,157 @@ pub struct WrapperTemplates {
     jailbreak: Vec<(Split, String)>,
     encoding_frames: Vec<(Split, String, String)>,
     cover_texts: Vec<String>,
+    parts: WrapperParts,
+}
+
+/// The parts composed wrappers are assembled from, by section, each tagged
+/// with the split of `section:index`.
+#[derive(Debug, Default)]
+struct WrapperParts {
+    sections: Vec<(String, Vec<(Split, String)>)>,
+}
+
+impl WrapperParts {
+    fn load() -> Self {
+        let mut sections: Vec<(String, Vec<(Split, String)>)> = Vec::new();
+        for line in data_lines(WRAPPER_PARTS) {
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                sections.push((name.to_owned(), Vec::new()));
+            } else if let Some((name, entries)) = sections.last_mut() {
+                let split = split_of(&format!("wrapper_part:{name}:{}", entries.len()));
+                entries.push((split, line.replace("\\n", "\n")));
+            }
+        }
+        Self { sections }
+    }
+
+    /// One part of `section` from `split` (any split if it has none there).
+    fn pick(&self, section: &str, split: Split, rng: &mut SplitMix64) -> Option<String> {
+        let entries = self
+            .sections
+            .iter()
+            .find(|(name, _)| name == section)
+            .map(|(_, entries)| entries.as_slice())
+            .unwrap_or(&[]);
+        let matching: Vec<&String> = entries
+            .iter()
+            .filter(|(s, _)| *s == split)
+            .map(|(_, e)| e)
+            .collect();
+        let pool: Vec<&String> = if matching.is_empty() {
+            entries.iter().map(|(_, e)| e).collect()
+        } else {
+            matching
+        };
+        rng.pick(&pool).map(|e| (*e).clone())
+    }
+}
+
+/// Word fragments for random-token suffixes.
+const SUFFIX_TOKENS: &[&str] = &[
+    "describing",
+    "similarly",
+    "now",
+    "write",
+    "oppositeley",
+    "](",
+    "!--",
+    "Two",
+    "\\",
+    "revert",
+    "with",
+    "sure",
+    "+",
+    "here",
+    "=",
+    "{",
+    "}",
+    "telling",
+    "manual",
+    "xx",
+    "zq",
+    "..",
+    "alors",
+    "**",
+    "Okay",
+    "lol",
+    "#",
+    "^^",
+    "tutorial",
+    "]]",
+    "please?",
+    "sudo",
+    "Sure-thing",
+];
+
+/// Assembles one jailbreak frame holding `{payload}`: a setup, rules, an
+/// optional fiction, answer format and closer, filler to a realistic length
+/// (0.3 to 4 KB), the container with the slot placed anywhere among them,
+/// and sometimes a random-token suffix.
+fn compose_frame(parts: &WrapperParts, split: Split, rng: &mut SplitMix64) -> String {
+    let mut pieces: Vec<String> = Vec::new();
+    if rng.chance(0.9) {
+        pieces.extend(parts.pick("setup", split, rng));
+    }
+    for _ in 0..rng.below(4) {
+        pieces.extend(parts.pick("rules", split, rng));
+    }
+    if rng.chance(0.4) {
+        pieces.extend(parts.pick("fiction", split, rng));
+    }
+    if rng.chance(0.3) {
+        pieces.extend(parts.pick("format", split, rng));
+    }
+    let target = 300 + rng.below(3700);
+    let mut length: usize = pieces.iter().map(String::len).sum();
+    while length < target {
+        let Some(filler) = parts.pick("filler", split, rng) else {
+            break;
+        };
+        length += filler.len() + 1;
+        let at = rng.below(pieces.len() + 1);
+        pieces.insert(at, filler);
+    }
+    let container = parts
+        .pick("container", split, rng)
+        .unwrap_or_else(|| "{payload}".to_owned());
+    let at = rng.below(pieces.len() + 1);
+    pieces.insert(at, container);
+    if rng.chance(0.5) {
+        pieces.extend(parts.pick("closer", split, rng));
+    }
+    let separator = if rng.chance(0.5) { "\n\n" } else { " " };
+    let mut frame = pieces.join(separator);
+    if rng.chance(0.2) {
+        frame.push(' ');
+        let count = 6 + rng.below(20);
+        let suffix: Vec<&str> = (0..count)
+            .filter_map(|_| rng.pick(SUFFIX_TOKENS).copied())
+            .collect();
+        frame.push_str(&suffix.join(" "));
+    }
+    frame
+}
+
+/// The payload as it goes into a composed frame: plain most of the time,
+/// otherwise encoded once or twice (base64, hex, Morse, rot13, leetspeak).
+fn compose_payload(payload: &str, rng: &mut SplitMix64) -> String {
+    let mut text = payload.to_owned();
+    let depth = match rng.below(10) {
+        0..=6 => 0,
+        7 | 8 => 1,
+        _ => 2,
+    };
+    for _ in 0..depth {
+        text = match rng.below(5) {
+            0 => base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+            1 => hex::encode(text.as_bytes()),
+            2 => morse_encode(&text),
+            3 => rot13(&text),
+            _ => leet_encode(&text, rng),
+        };
+    }
+    text
 }
 
 impl WrapperTemplates {
@@ -568,6 +764,7 @@ impl WrapperTemplates {
                 })
                 .collect(),
             cover_texts: data_lines(COVER_TEXTS).map(str::to_owned).collect(),
+            parts: WrapperParts::load(),
         }
     }
 
@@ -881,6 +1078,11 @@ pub fn apply_wrapper(
             });
             Exchange { messages }
         }
+        WrapperKind::Composed => {
+            let frame = compose_frame(&templates.parts, split, rng);
+            let payload = compose_payload(payload, rng);
+            Exchange::from_user_text(&frame.replace("{payload}", &payload))
+        }
         WrapperKind::SystemPrompt => Exchange {
             messages: vec![
                 ExchangeMessage {
@@ -973,6 +1175,30 @@ mod tests {
         );
         assert!(first.iter().any(|row| row.label == Some(RowLabel::Benign)));
         assert!(!generate_injection_rows(config).is_empty());
+    }
+
+    #[test]
+    fn composed_wrappers_are_many_distinct_frames_of_realistic_length() {
+        let parts = WrapperParts::load();
+        for split in [Split::Train, Split::Dev] {
+            let mut rng = SplitMix64::new(11);
+            let frames: Vec<String> = (0..2000)
+                .map(|_| compose_frame(&parts, split, &mut rng))
+                .collect();
+            let distinct: std::collections::BTreeSet<&String> = frames.iter().collect();
+            assert!(distinct.len() >= 500, "{split:?}: {}", distinct.len());
+            assert!(frames.iter().all(|f| f.matches("{payload}").count() == 1));
+            assert!(frames.iter().all(|f| f.len() <= 6 * 1024));
+            let long = frames.iter().filter(|f| f.len() >= 2048).count();
+            assert!(long >= 400, "{split:?}: {long} frames of 2 KB or more");
+            // The slot is not always in one place.
+            let early = frames
+                .iter()
+                .filter(|f| f.find("{payload}").is_some_and(|at| at < f.len() / 3))
+                .count();
+            assert!(early > 200 && early < 1800, "{early}");
+        }
+        assert!(!generate_literal_rows().is_empty());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::error::SafeguardError;
 use crate::eval::{EvalReport, GroupReport, evaluate};
 use crate::generate::{
     GenerationConfig, WRAPPER_FAMILIES, WrapperKind, generate_direct_rows, generate_injection_rows,
-    wrap_rows,
+    generate_literal_rows, wrap_rows,
 };
 use crate::normalise::{ViewKind, normalise};
 use crate::profile::{SafeguardProfile, Thresholds};
@@ -78,6 +78,7 @@ pub fn build_training_data(
 ) -> TrainingData {
     let mut generated = generate_direct_rows(generation);
     generated.extend(generate_injection_rows(generation));
+    generated.extend(generate_literal_rows());
     let mut data = TrainingData::default();
     for row in corpus {
         match row.split() {
@@ -194,7 +195,7 @@ fn train_stage1(
     let negatives = examples.iter().filter(|e| e.label <= 0.5).count().max(1);
     let positive_weight = negatives as f32 / positives as f32;
     for example in &mut examples {
-        example.weight = if example.label > 0.5 {
+        example.weight *= if example.label > 0.5 {
             positive_weight.sqrt()
         } else {
             1.0 / positive_weight.sqrt()
