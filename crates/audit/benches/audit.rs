@@ -47,6 +47,7 @@ fn request_entry(i: u64) -> AuditEntry {
         definition_profile: Some("ear".to_owned()),
         safeguard_verdict: Some(SafeguardVerdict::Allow),
         safeguard_score_ppm: Some((i % 1_000_000) as u32),
+        safeguard_constitution: None,
         snapshot_version: 12,
         replica: "bench".to_owned(),
         prompt_sha256: None,

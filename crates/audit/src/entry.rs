@@ -97,6 +97,11 @@ pub struct RequestDecisionEntry {
     /// The safeguard score as an integer per million (0 to 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safeguard_score_ppm: Option<u32>,
+    /// The written rules the safeguard verdict applies, by version (for
+    /// `cyber`, `cyber-constitution v1.0`), so a verdict can be argued
+    /// against the text in force when it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safeguard_constitution: Option<String>,
     /// The store version of the snapshot that decided.
     pub snapshot_version: i64,
     /// The replica that decided.
@@ -603,6 +608,7 @@ mod tests {
             definition_profile: Some("ear".to_owned()),
             safeguard_verdict: Some(SafeguardVerdict::Allow),
             safeguard_score_ppm: Some(12_500),
+            safeguard_constitution: None,
             snapshot_version: 42,
             replica: "r1".to_owned(),
             prompt_sha256: None,

@@ -137,6 +137,7 @@ impl DecisionRecord {
                 definition_profile: None,
                 safeguard_verdict: None,
                 safeguard_score_ppm: None,
+                safeguard_constitution: None,
                 snapshot_version: 0,
                 replica: audit.replica().to_owned(),
                 prompt_sha256: None,
@@ -729,6 +730,7 @@ async fn handle(
             }
         });
         entry.safeguard_score_ppm = Some(outcome.score_ppm);
+        entry.safeguard_constitution = outcome.constitution.clone();
     }
     if let Some(rejection) = safeguard_outcome
         .as_ref()

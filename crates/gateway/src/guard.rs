@@ -166,6 +166,8 @@ pub struct SafeguardOutcome {
     pub stage: DecidingStage,
     /// Whether stage 1 was unsure and the exchange went to stage 2.
     pub escalated: bool,
+    /// The version of the written rules the verdict applies.
+    pub constitution: Option<String>,
 }
 
 impl SafeguardOutcome {
@@ -193,6 +195,9 @@ impl SafeguardOutcome {
                 .map(|category| category.as_str().to_owned()),
             stage: verdict.deciding_stage,
             escalated: verdict.escalated,
+            // Every profile runs the `cyber` classifier, so every verdict
+            // applies the `cyber` constitution.
+            constitution: Some(portcullis_safeguards::CYBER_CONSTITUTION_VERSION.to_owned()),
         }
     }
 
@@ -1009,6 +1014,9 @@ impl StreamOutputGuard {
                     category: None,
                     stage: DecidingStage::Stage1,
                     escalated: false,
+                    constitution: Some(
+                        portcullis_safeguards::CYBER_CONSTITUTION_VERSION.to_owned(),
+                    ),
                 });
             outcome.verdict = OutcomeVerdict::Block;
             outcome.score_ppm = score_ppm(block.score);
@@ -1506,6 +1514,12 @@ mod tests {
         for (profile, expected) in cases {
             let outcome = set.check_input(&model(profile), &request).await.unwrap();
             assert_eq!(outcome.as_ref().map(|o| o.verdict), expected, "{profile:?}");
+            if let Some(outcome) = &outcome {
+                assert_eq!(
+                    outcome.constitution.as_deref(),
+                    Some(portcullis_safeguards::CYBER_CONSTITUTION_VERSION)
+                );
+            }
             let rejected = outcome.as_ref().and_then(SafeguardOutcome::rejection);
             assert_eq!(rejected.is_some(), expected == Some(OutcomeVerdict::Block));
         }

@@ -33,6 +33,12 @@ pub mod stage2;
 pub mod train;
 
 pub use category::CyberCategory;
+
+/// The version of the written rules the `cyber` classifier approximates
+/// (`docs/safeguards/CONSTITUTION.md`). Every safeguard decision in the
+/// audit log records it.
+pub const CYBER_CONSTITUTION_VERSION: &str = "cyber-constitution v1.0";
+
 pub use classifier::{DecidingStage, ModelManifest, Safeguard, SafeguardAction, SafeguardVerdict};
 pub use error::SafeguardError;
 pub use exchange::{Exchange, ExchangeMessage};
@@ -41,3 +47,19 @@ pub use profile::{
     JudgeConfig, JudgeFailureMode, OutputGuardSettings, ProfileAction, SafeguardProfile, Thresholds,
 };
 pub use stage2::{EmbeddingHead, MiniLmEmbedder, SentenceEmbedder, Stage2};
+
+#[cfg(test)]
+mod constitution_tests {
+    #[test]
+    fn the_recorded_version_is_the_published_one() {
+        let document = include_str!("../../../docs/safeguards/CONSTITUTION.md");
+        assert!(
+            document.contains(&format!(
+                "| Version | **{}** |",
+                super::CYBER_CONSTITUTION_VERSION
+            )),
+            "CONSTITUTION.md does not state version {}",
+            super::CYBER_CONSTITUTION_VERSION
+        );
+    }
+}

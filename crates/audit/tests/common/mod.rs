@@ -209,6 +209,7 @@ pub fn sample_entry(i: u64) -> AuditEntry {
         definition_profile: Some("ear".to_owned()),
         safeguard_verdict: Some(SafeguardVerdict::Allow),
         safeguard_score_ppm: Some((i * 1_234 % 1_000_000) as u32),
+        safeguard_constitution: None,
         snapshot_version: 7,
         replica: "test-replica".to_owned(),
         prompt_sha256: None,

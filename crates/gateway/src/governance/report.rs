@@ -544,6 +544,9 @@ async fn finding_report(gateway: &Gateway, id: &str) -> AdminResult<Value> {
         "report": "finding",
         "subject": id,
         "title": format!("Finding {id}: transparency record"),
+        // The rules a bypass is judged against: a finding is a bypass only
+        // if this text says the exchange should have been refused.
+        "constitution": portcullis_safeguards::CYBER_CONSTITUTION_VERSION,
         "finding": {
             "id": finding.id, "model": finding.model, "reporter": finding.reporter,
             "severity": finding.severity, "status": finding.status,
@@ -660,7 +663,8 @@ async fn model_report(gateway: &Gateway, name: &str) -> AdminResult<Value> {
         orders.push(summary);
     }
     if let Some(profile) = &model.safeguard_profile {
-        restrictions.push(json!({"safeguard_profile": profile}));
+        restrictions.push(json!({"safeguard_profile": profile,
+            "constitution": portcullis_safeguards::CYBER_CONSTITUTION_VERSION}));
     }
     for tag in &model.tags {
         restrictions.push(json!({"tag": tag}));
