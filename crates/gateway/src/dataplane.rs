@@ -70,12 +70,7 @@ async fn inference(gateway: Arc<Gateway>, format: ApiFormat, request: Request) -
             if error.source == ErrorSource::Internal {
                 tracing::error!(request_id, code = error.code, message = %error.message, "request failed");
             } else {
-                tracing::debug!(
-                    request_id,
-                    status = error.status.as_u16(),
-                    code = error.code,
-                    "request refused"
-                );
+                log_refusal(&request_id, &error, record.entry().map(|entry| &*entry));
             }
             error.into_response_for(format, &request_id)
         }
@@ -102,6 +97,45 @@ async fn inference(gateway: Arc<Gateway>, format: ApiFormat, request: Request) -
     metrics::histogram!("portcullis_request_duration_seconds", "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// One log line per refused request, naming who, which model and which
+/// rule or order. Refusals that decide access (401, 403, 429, 451, a
+/// safeguard block) are `info`, so an operator sees them at the default
+/// level; malformed requests and upstream failures stay at `debug`.
+fn log_refusal(
+    request_id: &str,
+    error: &ApiError,
+    entry: Option<&portcullis_audit::RequestDecisionEntry>,
+) {
+    let principal = entry.and_then(|e| e.principal_id.as_deref()).unwrap_or("-");
+    let model = entry.and_then(|e| e.model.as_deref()).unwrap_or("-");
+    let rules = entry.map(|e| e.policy_ids.join(",")).unwrap_or_default();
+    let orders = entry.map(|e| e.order_ids.join(",")).unwrap_or_default();
+    let status = error.status.as_u16();
+    let decides_access =
+        matches!(status, 401 | 403 | 429 | 451) || error.code == "content_policy_violation";
+    if decides_access {
+        tracing::info!(
+            request_id,
+            status,
+            code = error.code,
+            principal,
+            model,
+            rules,
+            orders,
+            "request refused"
+        );
+    } else {
+        tracing::debug!(
+            request_id,
+            status,
+            code = error.code,
+            principal,
+            model,
+            "request refused"
+        );
+    }
 }
 
 /// What the audit log learns about one data-plane request, filled in as the

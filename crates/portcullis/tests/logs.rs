@@ -1,5 +1,6 @@
 //! The server's text log as an operator's collector receives it: written to
-//! a file, it carries no ANSI colour codes.
+//! a file, it carries no ANSI colour codes, and at the default level every
+//! refusal that decides access is one line naming who, which model and why.
 
 #![allow(
     clippy::disallowed_methods,
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
-#[test]
-fn a_log_written_to_a_file_has_no_colour_codes() {
+#[tokio::test]
+async fn a_log_written_to_a_file_has_no_colour_codes_and_names_each_refusal() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
     let mut child = Command::new(BIN)
@@ -40,9 +41,42 @@ fn a_log_written_to_a_file_has_no_colour_codes() {
         assert!(started.elapsed() < Duration::from_secs(120));
         std::thread::sleep(Duration::from_millis(50));
     }
+    let keys: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo-keys.json")).unwrap())
+            .unwrap();
+    // emeka (Nigerian national) asks for the internal model: refused.
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/chat/completions",
+            keys["listen"].as_str().unwrap()
+        ))
+        .bearer_auth(keys["keys"]["emeka"].as_str().unwrap())
+        .json(&serde_json::json!({"model": "mythos", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap();
+    let refusal = text
+        .lines()
+        .find(|line| line.contains(&request_id))
+        .unwrap_or_else(|| panic!("no log line for the refusal: {text}"));
+    for field in [
+        "INFO",
+        "request refused",
+        "status=403",
+        "principal=\"emeka\"",
+        "model=\"mythos\"",
+        "rules=\"internal_model_outside_operator\"",
+    ] {
+        assert!(refusal.contains(field), "`{field}` missing: {refusal}");
+    }
     assert!(text.contains("INFO"), "the log is empty: {text}");
     assert!(
         !text.contains('\u{1b}'),
