@@ -1,5 +1,6 @@
 //! A fixed bypass stays fixed: every seed finding is replayed against the
-//! committed model and must be stopped.
+//! committed model, as the gateway runs it (stage 1, then stage 2 in the
+//! escalation band), and must be stopped.
 
 // Test helpers outside #[test] functions may fail loudly too.
 #![allow(
@@ -20,9 +21,12 @@ use portcullis_safeguards::findings::{
 fn every_seed_finding_is_stopped_by_the_current_model() {
     let findings = load_findings_dir(&common::fixture("findings")).unwrap();
     assert!(findings.len() >= 5);
-    let safeguard = Safeguard::builtin().unwrap();
-    let mut profile = safeguard.default_cyber_profile();
-    profile.allow_stage1_only = true;
+    // Stage 1 alone is an explicit opt-in that no deployment gets by
+    // default, so the replay runs the cascade a deployment runs.
+    let Some(safeguard) = common::full_cascade_or_skip() else {
+        return;
+    };
+    let profile = safeguard.default_cyber_profile();
     let report = replay_findings(&findings, &safeguard, &profile);
     assert!(
         report.still_bypassing.is_empty(),

@@ -33,3 +33,21 @@ pub fn fixture(path: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(path)
 }
+
+/// The committed model with stage 2 attached, as the gateway runs it, or
+/// `None` after printing `skipped: <reason>` when the embedding model is
+/// not installed. Under `PORTCULLIS_REQUIRE_ALL=1` its absence fails.
+pub fn full_cascade_or_skip() -> Option<portcullis_safeguards::Safeguard> {
+    let mut safeguard = portcullis_safeguards::Safeguard::builtin().unwrap();
+    match safeguard.attach_embedding_model(None) {
+        Ok(()) => Some(safeguard),
+        Err(error) => {
+            let reason = format!("embedding model not found ({error})");
+            if std::env::var("PORTCULLIS_REQUIRE_ALL").as_deref() == Ok("1") {
+                panic!("{reason}, and PORTCULLIS_REQUIRE_ALL=1");
+            }
+            println!("skipped: {reason}");
+            None
+        }
+    }
+}
