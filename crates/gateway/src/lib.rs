@@ -25,6 +25,7 @@ pub mod screening;
 pub mod server;
 pub mod snapshot;
 pub mod sse;
+pub mod telemetry;
 pub mod translate;
 pub mod upstream;
 

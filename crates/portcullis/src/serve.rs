@@ -39,11 +39,13 @@ fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     let buckets = [
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     ];
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
         .ok()?
         .install_recorder()
-        .ok()
+        .ok()?;
+    portcullis_gateway::telemetry::describe_metrics();
+    Some(handle)
 }
 
 async fn shutdown_signal() {
