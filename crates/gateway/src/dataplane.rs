@@ -255,6 +255,13 @@ impl DecisionRecord {
         self.outcome.take()
     }
 
+    /// Names the order that cut this request in its outcome entry.
+    fn note_cut(&mut self, cut: &CutSignal) {
+        if let (Some(order_id), Some(outcome)) = (cut.order_id(), self.outcome.as_mut()) {
+            outcome.add_order_id(order_id);
+        }
+    }
+
     /// Makes the decision durable: waits for the commit submitted at
     /// admission, or writes a refusal with its `status` now. An error means
     /// the entry is not durable and the answer must not be sent.
@@ -343,6 +350,14 @@ impl OutcomeRecorder {
             }),
             admitted_at: Instant::now(),
             decision_durable: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    fn add_order_id(&mut self, order_id: String) {
+        if let Some(entry) = &mut self.entry
+            && !entry.order_ids.contains(&order_id)
+        {
+            entry.order_ids.push(order_id);
         }
     }
 
@@ -778,7 +793,11 @@ async fn handle(
         let mock = serve_mock(
             gateway, format, parts, &body, &model, stream, request_id, inflight, &cut, record,
         );
-        return until_cut(&cut, mock).await;
+        let answered = until_cut(&cut, mock).await;
+        if answered.is_err() {
+            record.note_cut(&cut);
+        }
+        return answered;
     }
     let upstream_body = if upstream_format == format {
         if model.upstream_model == model.name {
@@ -813,13 +832,20 @@ async fn handle(
         } else {
             Vec::new()
         };
-    let answer = until_cut(
+    let answer = match until_cut(
         &cut,
         gateway
             .upstream
             .send(&model, upstream_body, stream, &forwarded),
     )
-    .await?;
+    .await
+    {
+        Ok(answer) => answer,
+        Err(error) => {
+            record.note_cut(&cut);
+            return Err(error);
+        }
+    };
     match answer {
         UpstreamAnswer::Rejected {
             status,
@@ -1412,6 +1438,9 @@ impl Drop for Relay {
         let Some(mut outcome) = self.outcome.take() else {
             return;
         };
+        if let Some(order_id) = self.cut.order_id() {
+            outcome.add_order_id(order_id);
+        }
         let (ended, status) = match self.ended {
             Some(ended) => ended,
             // Everything was relayed: the stream ran to its end.

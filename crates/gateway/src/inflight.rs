@@ -24,8 +24,25 @@ use portcullis_domain::PrincipalAttributes;
 
 use crate::error::ApiError;
 
+/// Why a request was stopped: the error it ends with, and the order that
+/// stopped it (so its outcome entry can name the order).
+#[derive(Debug, Clone)]
+pub struct CutCause {
+    pub error: ApiError,
+    pub order_id: Option<String>,
+}
+
+impl From<ApiError> for CutCause {
+    fn from(error: ApiError) -> Self {
+        Self {
+            error,
+            order_id: None,
+        }
+    }
+}
+
 /// Why a request was stopped, set once before its token is cancelled.
-pub type CutReason = Arc<OnceLock<ApiError>>;
+pub type CutReason = Arc<OnceLock<CutCause>>;
 
 #[derive(Clone)]
 struct Entry {
@@ -68,7 +85,12 @@ pub struct CutSignal {
 impl CutSignal {
     /// The error to end the request with once cut, if a cut gave one.
     pub fn reason(&self) -> Option<ApiError> {
-        self.reason.get().cloned()
+        self.reason.get().map(|cause| cause.error.clone())
+    }
+
+    /// The order that cut the request, if an order did.
+    pub fn order_id(&self) -> Option<String> {
+        self.reason.get().and_then(|cause| cause.order_id.clone())
     }
 }
 
@@ -141,7 +163,7 @@ impl Inflight {
     /// error, ending it with that error. Returns how many were stopped.
     pub fn cut_where(
         &self,
-        mut verdict: impl FnMut(&str, Option<&PrincipalAttributes>, &str) -> Option<ApiError>,
+        mut verdict: impl FnMut(&str, Option<&PrincipalAttributes>, &str) -> Option<CutCause>,
     ) -> CutCount {
         // Copy under the lock, decide outside it. A request that registers
         // after the copy loads the snapshot that was swapped in before this
@@ -206,7 +228,8 @@ mod tests {
         let (bruno_guard, bruno) = registry.register("bruno", None, "mythos", true, &parent);
         let (_alice_guard, alice) = registry.register("alice", None, "mythos", true, &parent);
         let (_wait_guard, waiting) = registry.register("bruno", None, "mythos", false, &parent);
-        let count = registry.cut_where(|principal, _, _| (principal == "bruno").then(denial));
+        let count =
+            registry.cut_where(|principal, _, _| (principal == "bruno").then(|| denial().into()));
         assert_eq!(
             count,
             CutCount {
@@ -218,7 +241,8 @@ mod tests {
         assert_eq!(bruno.reason().map(|e| e.code), Some("legal_restriction"));
         assert!(!alice.token.is_cancelled());
         // A second scan does not count the same request twice.
-        let again = registry.cut_where(|principal, _, _| (principal == "bruno").then(denial));
+        let again =
+            registry.cut_where(|principal, _, _| (principal == "bruno").then(|| denial().into()));
         assert_eq!(again, CutCount::default());
         assert_eq!(registry.len(), 3);
         drop(bruno_guard);
@@ -244,7 +268,8 @@ mod tests {
         // Requests still register, and a scan still cuts every one of them.
         let (_second_guard, second) = registry.register("bruno", None, "fable", false, &parent);
         assert_eq!(registry.len(), 2);
-        let count = registry.cut_where(|principal, _, _| (principal == "bruno").then(denial));
+        let count =
+            registry.cut_where(|principal, _, _| (principal == "bruno").then(|| denial().into()));
         assert_eq!(
             count,
             CutCount {

@@ -107,7 +107,10 @@ pub async fn enforce(gateway: &Gateway) {
             if let Some(id) = &order.id {
                 *cut_by.entry(id.clone()).or_default() += 1;
             }
-            Some(order_error(model_name, order, &contact))
+            Some(crate::inflight::CutCause {
+                error: order_error(model_name, order, &contact),
+                order_id: order.id.clone(),
+            })
         });
     let applied_at = now;
     if count.streams + count.requests > 0 {

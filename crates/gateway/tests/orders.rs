@@ -283,6 +283,26 @@ async fn an_order_stops_affected_streams_and_leaves_others_running() {
             "{}",
             shown["receipt"]
         );
+        // The cut stream is named: its outcome entry says `cut` and which
+        // order did it, so a search by order finds the request itself.
+        let (status, found) = admin(
+            &world.gateway,
+            reqwest::Method::GET,
+            &format!("/admin/v1/audit?order={order_id}"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{found}");
+        let cut: Vec<&Value> = found["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item.get("entry").unwrap_or(item))
+            .filter(|entry| entry["kind"] == "request_outcome" && entry["outcome"] == "cut")
+            .collect();
+        assert_eq!(cut.len(), 1, "{found}");
+        assert_eq!(cut[0]["principal_id"], "fra", "{found}");
+        assert_eq!(cut[0]["order_ids"], json!([order_id]), "{found}");
     }
 }
 

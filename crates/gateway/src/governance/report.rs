@@ -229,6 +229,14 @@ fn order_statement(entry: &Value, reference: &str) -> String {
             text(&entry["model"]),
             text(&entry["status"]),
         ),
+        Some("request_outcome") => format!(
+            "Request `{}` by `{}` for `{}`, admitted before the order, was cut by order `{reference}` after {} events (status {})",
+            text(&entry["request_id"]),
+            text(&entry["principal_id"]),
+            text(&entry["model"]),
+            text(&entry["events_relayed"]),
+            text(&entry["status"]),
+        ),
         _ => match entry["action"].as_str().unwrap_or_default() {
             "apply" => format!(
                 "Order `{reference}` applied by `{actor}`: effect `{}`, {}; committed as store version {}",
