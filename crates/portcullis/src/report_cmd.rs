@@ -80,6 +80,15 @@ pub async fn run(connection: &Connection, verb: ReportVerb) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// "1 employee", "2 employees": a count with the noun in the right number.
+fn counted(value: &Value, one: &str, many: &str) -> String {
+    match value.as_u64() {
+        Some(1) => format!("1 {one}"),
+        Some(n) => format!("{n} {many}"),
+        None => format!("{} {many}", text(value)),
+    }
+}
+
 fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
@@ -182,14 +191,14 @@ fn order_section(out: &mut String, report: &Value) {
     } else {
         let _ = writeln!(
             out,
-            "Computed at {} against snapshot version {}: {} principals in scope, {} losing access, {} employees in scope, {} requests in flight to cut, {} requests in the previous 24 hours.\n",
+            "Computed at {} against snapshot version {}: {} in scope, {} losing access, {} in scope, {} in flight to cut, {} in the previous 24 hours.\n",
             text(&preview["computed_at"]),
             text(&preview["snapshot_version"]),
-            text(&preview["principals_in_scope"]),
+            counted(&preview["principals_in_scope"], "principal", "principals"),
             text(&preview["principals_losing_access"]),
-            text(&preview["employees_in_scope"]),
-            text(&preview["active_requests_to_cut"]),
-            text(&preview["requests_last_24h"])
+            counted(&preview["employees_in_scope"], "employee", "employees"),
+            counted(&preview["active_requests_to_cut"], "request", "requests"),
+            counted(&preview["requests_last_24h"], "request", "requests")
         );
         let _ = writeln!(
             out,
