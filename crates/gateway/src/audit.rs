@@ -150,7 +150,11 @@ impl GatewayAudit {
             .record_detached(&AuditEntry::RequestOutcome(entry))
         {
             metrics::counter!("portcullis_audit_errors_total").increment(1);
-            tracing::error!(%error, "request outcome could not be queued for the audit log");
+            static OUTCOME_FAILURE_LOG: crate::log_throttle::LogThrottle =
+                crate::log_throttle::LogThrottle::new();
+            if let Some(held_back) = OUTCOME_FAILURE_LOG.admit() {
+                tracing::error!(%error, held_back, "request outcome could not be queued for the audit log (one line per second; `held_back` counts the rest)");
+            }
         }
     }
 

@@ -138,6 +138,11 @@ fn log_refusal(
     }
 }
 
+/// Audit failures repeat on every request while the store is down: they
+/// are logged once per second with a count of the rest.
+static AUDIT_FAILURE_LOG: crate::log_throttle::LogThrottle =
+    crate::log_throttle::LogThrottle::new();
+
 /// What the audit log learns about one data-plane request, filled in as the
 /// request is handled. An admitted request's decision is submitted before
 /// the upstream is contacted and is durable before the answer's first byte;
@@ -241,7 +246,9 @@ impl DecisionRecord {
         let outcome = OutcomeRecorder::for_decision(gateway, &entry);
         let pending = audit.submit_decision(entry).await.map_err(|error| {
             metrics::counter!("portcullis_audit_errors_total").increment(1);
-            tracing::error!(%error, "request decision could not be queued for the audit log; refusing");
+            if let Some(held_back) = AUDIT_FAILURE_LOG.admit() {
+                tracing::error!(%error, held_back, "request decision could not be queued for the audit log; refusing (one line per second; `held_back` counts the rest)");
+            }
             ApiError::audit_unavailable()
         })?;
         self.pending = Some(pending);
@@ -283,7 +290,9 @@ impl DecisionRecord {
                 };
                 audit.submit_decision(entry).await.map_err(|error| {
                     metrics::counter!("portcullis_audit_errors_total").increment(1);
-                    tracing::error!(%error, "request decision could not be queued for the audit log");
+                    if let Some(held_back) = AUDIT_FAILURE_LOG.admit() {
+                        tracing::error!(%error, held_back, "request decision could not be queued for the audit log (one line per second; `held_back` counts the rest)");
+                    }
                     ApiError::audit_unavailable()
                 })?
             }
@@ -297,7 +306,9 @@ impl DecisionRecord {
             }
             Err(error) => {
                 metrics::counter!("portcullis_audit_errors_total").increment(1);
-                tracing::error!(%error, "request decision could not be committed to the audit log; not serving");
+                if let Some(held_back) = AUDIT_FAILURE_LOG.admit() {
+                    tracing::error!(%error, held_back, "request decision could not be committed to the audit log; not serving (one line per second; `held_back` counts the rest)");
+                }
                 Err(ApiError::audit_unavailable())
             }
         }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod governance;
 pub mod guard;
 pub mod inflight;
+pub mod log_throttle;
 pub mod mock;
 pub mod orders;
 pub mod policy;
