@@ -216,7 +216,10 @@ for n in range(orders):
         receipt = admin("GET", f"/admin/v1/orders/{order['id']}")["receipt"]
         return len(receipt["replicas"]) >= count
     wait_for(all_applied, f"every replica to apply {reference}")
-    wait_for(lambda: sum(1 for c in list(cuts) if reference in c["message"]) >= count * streams,
+    # The 451 message quotes the reference in back-ticks; matching the bare
+    # reference would count order BENCH-RECALL-10's cuts as order 1's.
+    quoted = f"`{reference}`"
+    wait_for(lambda: sum(1 for c in list(cuts) if quoted in c["message"]) >= count * streams,
              f"the streams of {reference} to be cut", seconds=30)
     receipt = admin("GET", f"/admin/v1/orders/{order['id']}")["receipt"]
     results.append({"reference": reference, "replicas": receipt["replicas"]})
@@ -253,8 +256,13 @@ for path in sys.argv[1:]:
         to_last.append(max(r["commit_to_applied_ms"] for r in replicas))
         applied_at = {r["replica"]: ms(r["applied_at"]) for r in replicas}
         admitted += sum(r["admitted_after_enforcement"] or 0 for r in replicas)
+        # Pair each cut with the order that caused it by the exact, quoted
+        # reference: `BENCH-RECALL-1` is a prefix of `BENCH-RECALL-10`, and
+        # pairing by substring matched later orders' cuts with this order's
+        # applied time, seconds earlier.
+        quoted = f"`{order['reference']}`"
         for cut in data["cuts"]:
-            if order["reference"] in cut["message"] and cut["replica"] in applied_at:
+            if quoted in cut["message"] and cut["replica"] in applied_at:
                 cut_latency.append(cut["at_ms"] - applied_at[cut["replica"]])
     failed |= admitted != 0
     print(f"| {name} | {len(data['orders'])} | {pct(to_last, 50):.1f} / {pct(to_last, 99):.1f} "
