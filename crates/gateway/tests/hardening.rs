@@ -499,3 +499,136 @@ async fn request_heads_real_proxies_send_are_accepted_and_larger_ones_get_a_nati
         }
     }
 }
+
+/// How a misbehaving upstream behaves on every connection.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Reads the request and never answers.
+    Hang,
+    /// Starts a stream, sends two events, then resets the connection.
+    ResetMidStream,
+    /// Starts a stream, sends one event, then goes silent.
+    SilentMidStream,
+}
+
+/// A raw TCP upstream with one fault, below HTTP libraries, so the reset
+/// is a real RST and the silence a real silence.
+async fn faulty_upstream(fault: Fault) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buffer).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let event = |text: &str| {
+                    let data = format!(
+                        "data: {}\n\n",
+                        json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                               "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+                    );
+                    format!("{:x}\r\n{data}\r\n", data.len())
+                };
+                match fault {
+                    Fault::Hang => {
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    }
+                    Fault::ResetMidStream => {
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let _ = socket.write_all(event("one ").as_bytes()).await;
+                        let _ = socket.write_all(event("two ").as_bytes()).await;
+                        let _ = socket.flush().await;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        // Linger 0: closing sends RST, not FIN. (Deprecated
+                        // because a non-zero linger blocks on drop; zero
+                        // does not.)
+                        #[allow(deprecated)]
+                        let _ = socket.set_linger(Some(std::time::Duration::ZERO));
+                        drop(socket);
+                    }
+                    Fault::SilentMidStream => {
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let _ = socket.write_all(event("one ").as_bytes()).await;
+                        let _ = socket.flush().await;
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_that_hangs_resets_or_goes_silent_ends_the_request_cleanly() {
+    let mut config = Config::default();
+    config.server.upstream_response_timeout_ms = 300;
+    config.server.stream_idle_timeout_ms = 300;
+    let mut models = Vec::new();
+    for (name, fault) in [
+        ("hangs", Fault::Hang),
+        ("resets", Fault::ResetMidStream),
+        ("silent", Fault::SilentMidStream),
+    ] {
+        let addr = faulty_upstream(fault).await;
+        models.push(model(
+            name,
+            Provider::Openai,
+            Some(format!("http://{addr}/v1")),
+            "upstream-secret-model-name",
+            ReleaseState::Released,
+        ));
+    }
+    let gw = TestGateway::start(config, models).await;
+    let bearer = format!("Bearer {}", gw.key("alice"));
+    // (model, stream, expected status, text the answer must carry)
+    let cases = [
+        ("hangs", false, 504, "upstream_timeout"),
+        ("hangs", true, 504, "upstream_timeout"),
+        ("resets", true, 200, "upstream_error"),
+        ("silent", true, 200, "upstream_timeout"),
+    ];
+    for (name, stream, expected, code) in cases {
+        let body = json!({"model": name, "max_tokens": 8, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]});
+        // The timeouts, not the upstream (which gives up after 30 s and
+        // would then read as a 502 or a truncated stream), end these.
+        let (status, _, text) = post(
+            &gw,
+            "/v1/chat/completions",
+            &[("authorization", &bearer)],
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+        let case = format!("{name} stream={stream}");
+        assert_eq!(status, expected, "{case}: {text}");
+        assert!(text.contains(code), "{case}: {text}");
+        assert!(
+            !text.contains("upstream-secret-model-name"),
+            "{case}: {text}"
+        );
+        if stream && expected == 200 {
+            // What was relayed before the fault arrived, then one terminal
+            // error event: no half event, no [DONE] that would read as
+            // success.
+            assert!(text.contains("one "), "{case}: {text}");
+            assert!(!text.contains("[DONE]"), "{case}: {text}");
+        }
+    }
+    // The gateway is unharmed: an ordinary request still succeeds.
+    let (status, _, text) = post(
+        &gw,
+        "/v1/chat/completions",
+        &[("authorization", &bearer)],
+        serde_json::to_vec(&json!({"model": "haiku", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+}
