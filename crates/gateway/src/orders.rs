@@ -635,7 +635,11 @@ pub(crate) async fn receipt(gateway: &Gateway, stored: &StoredOrder) -> Result<V
         "received_at": order.received_at,
         "committed_at": stored.created_at,
         "committed_version": stored.committed_version,
-        "effective_at": order_start(&order),
+        // An order cannot take effect before it is committed: a letter
+        // received days earlier with no effective time takes effect on
+        // commit, not on its date of receipt.
+        "effective_at": order_start(&order).max(stored.created_at),
+        "effective_at_requested": order.effective_at,
         "lifted_at": lifted_at,
         "replicas": replicas,
         "replica_lifts": lifts,

@@ -171,6 +171,10 @@ fn order_section(out: &mut String, report: &Value) {
         ("Issuer", "issuer"),
         ("Received at", "received_at"),
         ("Effective at", "effective_at"),
+        (
+            "Effective time in the document (none: on commit)",
+            "effective_at_requested",
+        ),
         ("Effect", "effect"),
         ("Models", "models"),
         ("Principals", "principals"),

@@ -303,6 +303,16 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
     assert!(report["requests_refused"].as_u64().unwrap() >= 1);
     assert_eq!(report["lift"]["approval"]["requested_by"], "admin");
     assert_eq!(report["lift"]["approval"]["decided_by"], "carol");
+    // The letter was received days before it was committed and named no
+    // effective time: it takes effect on commit, never before.
+    let at =
+        |key: &str| -> jiff::Timestamp { report["order"][key].as_str().unwrap().parse().unwrap() };
+    assert!(
+        at("effective_at") >= at("committed_at"),
+        "{}",
+        report["order"]
+    );
+    assert!(report["order"]["effective_at_requested"].is_null());
 
     // Every fact is proven against the audit log with the public key.
     let store = portcullis_store::Store::open_data_dir(data).await.unwrap();

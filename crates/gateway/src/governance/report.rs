@@ -350,6 +350,7 @@ async fn order_report(gateway: &Gateway, stored: &StoredOrder) -> AdminResult<Va
             "issuer": document["issuer"],
             "received_at": document["received_at"],
             "effective_at": receipt["effective_at"],
+            "effective_at_requested": receipt["effective_at_requested"],
             "effect": document["effect"],
             "models": document["models"],
             "principals": document["principals"],
