@@ -624,21 +624,7 @@ impl Store {
         }
         let mut version = None;
         if let Some((model, _)) = &conclusion.enforce {
-            let definition = encode("model", &ModelDraft::from(*model))?;
-            let changed =
-                sqlx::query("UPDATE models SET definition = $1, updated_at = $2 WHERE name = $3")
-                    .bind(definition)
-                    .bind(millis(at))
-                    .bind(&model.name)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            if changed == 0 {
-                return Err(StoreError::NotFound {
-                    what: "model",
-                    id: model.name.clone(),
-                });
-            }
+            crate::replace_model_definition(&mut tx, model, at).await?;
             version = Some(bump_version(&mut tx).await?);
         }
         tx.commit().await?;

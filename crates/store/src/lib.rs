@@ -385,22 +385,8 @@ impl Store {
         model: &Model,
         now: Timestamp,
     ) -> Result<StoreVersion, StoreError> {
-        let definition = encode("model", &ModelDraft::from(model))?;
         let mut tx = self.begin_write().await?;
-        let changed =
-            sqlx::query("UPDATE models SET definition = $1, updated_at = $2 WHERE name = $3")
-                .bind(definition)
-                .bind(millis(now))
-                .bind(&model.name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::NotFound {
-                what: "model",
-                id: model.name.clone(),
-            });
-        }
+        replace_model_definition(&mut tx, model, now).await?;
         let version = bump_version(&mut tx).await?;
         tx.commit().await?;
         Ok(self.published(version))
@@ -770,6 +756,30 @@ async fn current_version(pool: &AnyPool) -> Result<StoreVersion, StoreError> {
 /// version. On PostgreSQL it also queues a notification carrying only that
 /// version on [`NOTIFY_CHANNEL`]: PostgreSQL delivers it when, and only if,
 /// the transaction commits, so a listener never hears of a rolled-back write.
+/// Replaces an existing model's definition inside `tx`; `NotFound` if it
+/// does not exist. The caller bumps the version.
+pub(crate) async fn replace_model_definition(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    model: &Model,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let definition = encode("model", &ModelDraft::from(model))?;
+    let changed = sqlx::query("UPDATE models SET definition = $1, updated_at = $2 WHERE name = $3")
+        .bind(definition)
+        .bind(millis(at))
+        .bind(&model.name)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if changed == 0 {
+        return Err(StoreError::NotFound {
+            what: "model",
+            id: model.name.clone(),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) async fn bump_version(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
 ) -> Result<StoreVersion, StoreError> {
