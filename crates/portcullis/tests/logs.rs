@@ -9,48 +9,27 @@
     clippy::panic
 )]
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+use common::DemoServer;
 
 #[tokio::test]
 async fn a_log_written_to_a_file_has_no_colour_codes_and_names_each_refusal() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data")
-        .arg(dir.path())
-        .env("RUST_LOG", "info")
-        .env_remove("NO_COLOR")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !dir.path().join("demo-keys.json").exists() {
-        assert!(child.try_wait().unwrap().is_none(), "the server exited");
-        assert!(started.elapsed() < Duration::from_secs(120));
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let keys: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("demo-keys.json")).unwrap())
-            .unwrap();
+    let mut server = DemoServer::start_logging(
+        None,
+        None,
+        &[("RUST_LOG", "info")],
+        std::fs::File::create(&log).unwrap().into(),
+    );
     // emeka (Nigerian national) asks for the internal model: refused.
     let response = reqwest::Client::new()
         .post(format!(
             "http://{}/v1/chat/completions",
-            keys["listen"].as_str().unwrap()
+            server.keys["listen"].as_str().unwrap()
         ))
-        .bearer_auth(keys["keys"]["emeka"].as_str().unwrap())
+        .bearer_auth(server.keys["keys"]["emeka"].as_str().unwrap())
         .json(&serde_json::json!({"model": "mythos", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
@@ -60,8 +39,7 @@ async fn a_log_written_to_a_file_has_no_colour_codes_and_names_each_refusal() {
         .to_str()
         .unwrap()
         .to_owned();
-    let _ = child.kill();
-    let _ = child.wait();
+    server.stop();
     let text = std::fs::read_to_string(&log).unwrap();
     let refusal = text
         .lines()
@@ -77,7 +55,6 @@ async fn a_log_written_to_a_file_has_no_colour_codes_and_names_each_refusal() {
     ] {
         assert!(refusal.contains(field), "`{field}` missing: {refusal}");
     }
-    assert!(text.contains("INFO"), "the log is empty: {text}");
     assert!(
         !text.contains('\u{1b}'),
         "colour codes in a log file: {text}"

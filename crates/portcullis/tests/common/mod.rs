@@ -25,9 +25,21 @@ impl DemoServer {
     /// Starts the demo on `data_dir` (a fresh temporary directory when
     /// `None`) with extra environment variables.
     pub fn start_with(config: Option<&str>, data_dir: Option<&Path>, env: &[(&str, &str)]) -> Self {
+        Self::start_logging(config, data_dir, env, Stdio::inherit())
+    }
+
+    /// [`Self::start_with`], with the server's log (stderr) sent to
+    /// `stderr`; `RUST_LOG` in `env` overrides the default `warn`.
+    pub fn start_logging(
+        config: Option<&str>,
+        data_dir: Option<&Path>,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = data_dir.map_or_else(|| dir.path().to_owned(), Path::to_owned);
         let mut command = Command::new(BIN);
+        command.env("RUST_LOG", "warn");
         command.envs(env.iter().copied());
         command
             .args([
@@ -40,9 +52,8 @@ impl DemoServer {
             ])
             .arg("--data")
             .arg(&data_dir)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         if let Some(text) = config {
             let file = dir.path().join("config.toml");
             std::fs::write(&file, text).unwrap();
