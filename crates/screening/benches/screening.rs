@@ -8,7 +8,7 @@
 //! Needs the shared reference data; without it the bench prints why it
 //! skipped and measures nothing.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -6,7 +6,7 @@
 //! cargo run --release -p portcullis-screening --example threshold_sweep
 //! ```
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use portcullis_screening::{ComparableName, Screener, ScreeningConfig, name_similarity};

@@ -1,0 +1,62 @@
+//! The server's text log as an operator's collector receives it: written to
+//! a file, it carries no ANSI colour codes, and at the default level every
+//! refusal that decides access is one line naming who, which model and why.
+
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use crate::common;
+
+use common::DemoServer;
+
+#[tokio::test]
+async fn a_log_written_to_a_file_has_no_colour_codes_and_names_each_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut server = DemoServer::start_logging(
+        None,
+        None,
+        &[("RUST_LOG", "info")],
+        std::fs::File::create(&log).unwrap().into(),
+    );
+    // emeka (Nigerian national) asks for the internal model: refused.
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/chat/completions",
+            server.keys["listen"].as_str().unwrap()
+        ))
+        .bearer_auth(server.keys["keys"]["emeka"].as_str().unwrap())
+        .json(&serde_json::json!({"model": "mythos", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let refusal = text
+        .lines()
+        .find(|line| line.contains(&request_id))
+        .unwrap_or_else(|| panic!("no log line for the refusal: {text}"));
+    for field in [
+        "INFO",
+        "request refused",
+        "status=403",
+        "principal=\"emeka\"",
+        "model=\"mythos\"",
+        "rules=\"internal_model_outside_operator\"",
+    ] {
+        assert!(refusal.contains(field), "`{field}` missing: {refusal}");
+    }
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text}"
+    );
+}
