@@ -21,8 +21,9 @@ use std::sync::Mutex;
 
 pub use error::EmbedError;
 pub use locate::{
-    MODEL_DIR_ENV, ModelLookupEnvironment, PYTHON_ENV, REQUIRED_MODEL_FILES, locate_model_dir,
-    locate_model_dir_in,
+    INSTALL_VENV_ENV, MODEL_DIR_ENV, ModelLookupEnvironment, PACKAGE_REQUIREMENT, PYTHON_ENV,
+    REQUIRED_MODEL_FILES, install_venv_dir, locate_model_dir, locate_model_dir_in,
+    model_dir_from_python,
 };
 
 use model::{BertConfig, BertEncoder, ForwardScratch};

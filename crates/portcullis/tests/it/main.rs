@@ -20,4 +20,5 @@ mod order_report;
 mod policy_cli;
 mod replicas;
 mod screening_cli;
+mod stage2_setup;
 mod storage_faults;

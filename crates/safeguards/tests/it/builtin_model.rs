@@ -261,18 +261,13 @@ fn a_production_profile_without_stage_2_refuses_to_start_unless_allowed() {
     profile.allow_stage1_only = false;
     assert!(
         safeguard
-            .check_ready(&profile, false, "model directory not found")
+            .check_ready(&profile, "model directory not found")
             .is_err()
-    );
-    assert!(
-        safeguard
-            .check_ready(&profile, true, "model directory not found")
-            .is_ok()
     );
     profile.allow_stage1_only = true;
     assert!(
         safeguard
-            .check_ready(&profile, false, "model directory not found")
+            .check_ready(&profile, "model directory not found")
             .is_ok()
     );
 }
