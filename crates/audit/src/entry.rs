@@ -61,6 +61,83 @@ pub enum ContentRecording {
     Full,
 }
 
+/// Where a request was placed, and on what evidence: location decides
+/// export-control outcomes, so every decision records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocationEvidence {
+    /// ISO 3166-1 alpha-2, as used by the decision; absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// ISO 3166-2, as used by the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdivision: Option<String>,
+    pub source: LocationSource,
+    /// The TCP peer's address (a trusted proxy when the source is
+    /// `edge_header`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_address: Option<String>,
+    /// What a trusted edge sent when it could not be used, bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unusable_value: Option<String>,
+}
+
+/// Where the location of a request came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocationSource {
+    /// The configured headers, sent by a trusted proxy.
+    EdgeHeader,
+    /// `location.default_country`.
+    ConfiguredDefault,
+    /// No signal and no default: restricted models deny.
+    Unknown,
+    /// A trusted edge sent a value that is not a country code: treated as
+    /// unknown.
+    Unusable,
+}
+
+/// How the caller was identified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityEvidence {
+    pub source: IdentitySource,
+    /// The OIDC issuer that signed the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The token's `jti`, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_jti: Option<String>,
+    /// When the token's signature and claims were checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentitySource {
+    ApiKey,
+    Oidc,
+}
+
+/// The principal attributes export-control rules read, as they stood when
+/// the request was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AttributeEvidence {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    pub employee: bool,
+    /// Verified nationalities; empty when unverified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nationalities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub us_person_basis: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assurance_level: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_expires_at: Option<Timestamp>,
+    /// The denied-party screening status.
+    pub screening: String,
+}
+
 /// One decision on the data plane: who asked for which model, what was
 /// decided, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +183,15 @@ pub struct RequestDecisionEntry {
     pub snapshot_version: i64,
     /// The replica that decided.
     pub replica: String,
+    /// Where the request was placed and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Box<LocationEvidence>>,
+    /// How the caller was identified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Box<IdentityEvidence>>,
+    /// The attributes the policies read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Box<AttributeEvidence>>,
     /// Hex SHA-256 of the prompt, when content recording is `sha256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_sha256: Option<String>,
@@ -611,6 +697,9 @@ mod tests {
             safeguard_constitution: None,
             snapshot_version: 42,
             replica: "r1".to_owned(),
+            location: None,
+            identity: None,
+            attributes: None,
             prompt_sha256: None,
             response_sha256: None,
             prompt: None,

@@ -100,6 +100,7 @@ pub mod export;
 pub mod merkle;
 pub mod note;
 mod proof;
+pub mod report_note;
 mod search;
 mod store;
 mod verify;
@@ -107,8 +108,9 @@ mod witness;
 mod writer;
 
 pub use entry::{
-    AdminActionEntry, AdminTargetKind, AuditEntry, AuditEntryError, ContentRecording, Decision,
-    EntryKind, MAX_ENTRY_BYTES, RequestDecisionEntry, RequestOutcome, RequestOutcomeEntry,
+    AdminActionEntry, AdminTargetKind, AttributeEvidence, AuditEntry, AuditEntryError,
+    ContentRecording, Decision, EntryKind, IdentityEvidence, IdentitySource, LocationEvidence,
+    LocationSource, MAX_ENTRY_BYTES, RequestDecisionEntry, RequestOutcome, RequestOutcomeEntry,
     SafeguardVerdict, StoredEntry,
 };
 pub use error::AuditError;

@@ -94,6 +94,18 @@ pub enum UsPersonBasis {
     None,
 }
 
+impl UsPersonBasis {
+    /// The contract's spelling, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsPersonBasis::Citizen => "citizen",
+            UsPersonBasis::LawfulPermanentResident => "lawful_permanent_resident",
+            UsPersonBasis::ProtectedIndividual => "protected_individual",
+            UsPersonBasis::None => "none",
+        }
+    }
+}
+
 /// Denied-party screening status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -150,6 +162,21 @@ impl Screening {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn us_person_basis_spelling_matches_its_serialisation() {
+        for basis in [
+            UsPersonBasis::Citizen,
+            UsPersonBasis::LawfulPermanentResident,
+            UsPersonBasis::ProtectedIndividual,
+            UsPersonBasis::None,
+        ] {
+            assert_eq!(
+                serde_json::to_value(basis).ok(),
+                Some(serde_json::Value::from(basis.as_str()))
+            );
+        }
+    }
 
     #[test]
     fn contract_example_parses_and_keeps_unverified_claims_apart() {

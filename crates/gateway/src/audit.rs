@@ -38,6 +38,8 @@ pub enum AuditSetupError {
 /// This replica's audit log.
 pub struct GatewayAudit {
     log: AuditLog,
+    /// The log's signing key, which also signs report bundles.
+    signer: NoteSigner,
     handle: AuditHandle,
     replica: String,
     content: ContentRecording,
@@ -106,11 +108,17 @@ impl GatewayAudit {
             witness: Some(WitnessTarget::Directory(witness_dir)),
             ..AuditConfig::default()
         };
-        let log =
-            AuditLog::open(store.pool().clone(), &origin_for(replica), signer, config).await?;
+        let log = AuditLog::open(
+            store.pool().clone(),
+            &origin_for(replica),
+            signer.clone(),
+            config,
+        )
+        .await?;
         Ok(Self {
             handle: log.handle(),
             log,
+            signer,
             replica: replica.to_owned(),
             content: settings.content,
             content_by_model: settings.content_by_model.clone(),
@@ -119,6 +127,18 @@ impl GatewayAudit {
 
     pub fn replica(&self) -> &str {
         &self.replica
+    }
+
+    /// Signs a report's exact bytes with the log's key (see
+    /// [`portcullis_audit::report_note`]).
+    pub fn sign_report(&self, report: &[u8]) -> Result<String, portcullis_audit::NoteError> {
+        portcullis_audit::report_note::sign_report(&self.signer, report)
+    }
+
+    /// The verifier key of this log's checkpoints, as `audit-verifier.key`
+    /// holds it.
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier().to_string()
     }
 
     /// How much content to keep for requests to `model`.
@@ -154,6 +174,41 @@ impl GatewayAudit {
                 crate::log_throttle::LogThrottle::new();
             if let Some(held_back) = OUTCOME_FAILURE_LOG.admit() {
                 tracing::error!(%error, held_back, "request outcome could not be queued for the audit log (one line per second; `held_back` counts the rest)");
+            }
+        }
+    }
+
+    /// Queues one `request_cut` entry per order that cut this request: the
+    /// per-request enforcement record an order's receipt cites. It names the
+    /// request id (the link to the request's admission entry), the
+    /// principal, the model, when it was cut, what had been relayed and how
+    /// the request ended. The client's stream has already ended, so nothing
+    /// waits for it.
+    pub fn record_cut(&self, outcome: &RequestOutcomeEntry) {
+        for order_id in &outcome.order_ids {
+            let entry = AdminActionEntry {
+                time: outcome.time,
+                actor: format!("replica:{}", outcome.replica),
+                action: "request_cut".to_owned(),
+                target_kind: AdminTargetKind::Order,
+                target_id: order_id.clone(),
+                payload: serde_json::json!({
+                    "request_id": outcome.request_id,
+                    "principal_id": outcome.principal_id,
+                    "model": outcome.model,
+                    "operation": outcome.action,
+                    "cut_at": outcome.time,
+                    "events_relayed": outcome.events_relayed,
+                    "duration_ms": outcome.duration_ms,
+                    "ended_with_status": outcome.status,
+                    "orders": outcome.order_ids,
+                }),
+                request_id: Some(outcome.request_id.clone()),
+                replica: Some(outcome.replica.clone()),
+            };
+            if let Err(error) = self.handle.record_detached(&AuditEntry::AdminAction(entry)) {
+                metrics::counter!("portcullis_audit_errors_total").increment(1);
+                tracing::error!(%error, request_id = %outcome.request_id, order = %order_id, "the cut of a request could not be queued for the audit log");
             }
         }
     }

@@ -24,7 +24,7 @@ use crate::Gateway;
 use crate::error::{ApiError, ApiFormat, ErrorSource};
 use crate::inflight::{CutSignal, InflightGuard};
 use crate::mock;
-use crate::policy::request_context;
+use crate::policy::request_context_with_evidence;
 use crate::request_id::RequestId;
 use crate::snapshot::Snapshot;
 use crate::sse::{SseEvent, SseSplitter};
@@ -138,6 +138,36 @@ fn log_refusal(
     }
 }
 
+/// The attributes the snapshot decides this caller by: the token's for a
+/// token, the stored principal's for a key.
+fn caller_attributes<'a>(
+    caller: &'a Caller,
+    snapshot: &'a Snapshot,
+) -> Option<&'a PrincipalAttributes> {
+    match caller {
+        Caller::Token { attributes, .. } => Some(attributes),
+        Caller::Key { principal_id, .. } => snapshot.engine.principal(principal_id),
+    }
+}
+
+/// The attributes export-control rules read, as the audit log keeps them.
+fn attribute_evidence(attributes: &PrincipalAttributes) -> portcullis_audit::AttributeEvidence {
+    let verified = attributes.verified_claims.as_ref();
+    portcullis_audit::AttributeEvidence {
+        organization: attributes.organization.clone(),
+        employee: attributes.employee,
+        nationalities: verified
+            .map(|claims| claims.claims.nationalities.clone())
+            .unwrap_or_default(),
+        us_person_basis: verified
+            .and_then(|claims| claims.claims.us_person_basis)
+            .map(|basis| basis.as_str().to_owned()),
+        assurance_level: verified.and_then(|claims| claims.verification.assurance_level.clone()),
+        verification_expires_at: verified.and_then(|claims| claims.verification.expires_at),
+        screening: attributes.screening.status().as_str().to_owned(),
+    }
+}
+
 /// Audit failures repeat on every request while the store is down: they
 /// are logged once per second with a count of the rest.
 static AUDIT_FAILURE_LOG: crate::log_throttle::LogThrottle =
@@ -179,6 +209,9 @@ impl DecisionRecord {
                 safeguard_constitution: None,
                 snapshot_version: 0,
                 replica: audit.replica().to_owned(),
+                location: None,
+                identity: None,
+                attributes: None,
                 prompt_sha256: None,
                 response_sha256: None,
                 prompt: None,
@@ -201,6 +234,21 @@ impl DecisionRecord {
         if let Some(entry) = self.entry() {
             entry.principal_id = Some(caller.principal_id().to_owned());
             entry.credential_id = Some(caller.credential_id().to_owned());
+            entry.identity = Some(Box::new(caller.identity_evidence()));
+        }
+    }
+
+    /// Records the evidence the decision rested on: the location and its
+    /// source, and the attributes the policies read.
+    fn evidence(
+        &mut self,
+        location: portcullis_audit::LocationEvidence,
+        attributes: Option<&PrincipalAttributes>,
+    ) {
+        if let Some(entry) = self.entry() {
+            entry.location = Some(Box::new(location));
+            entry.attributes =
+                attributes.map(|attributes| Box::new(attribute_evidence(attributes)));
         }
     }
 
@@ -395,6 +443,9 @@ impl OutcomeRecorder {
         entry.events_relayed = events;
         entry.duration_ms =
             u64::try_from(self.admitted_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if entry.outcome == portcullis_audit::RequestOutcome::Cut {
+            audit.record_cut(&entry);
+        }
         audit.record_outcome(entry);
     }
 }
@@ -462,6 +513,8 @@ pub enum Caller {
     Token {
         attributes: Arc<PrincipalAttributes>,
         token_id: String,
+        issuer: String,
+        verified_at: jiff::Timestamp,
     },
 }
 
@@ -484,6 +537,28 @@ impl Caller {
         match self {
             Caller::Key { principal_id, .. } => PrincipalRef::Id(principal_id),
             Caller::Token { attributes, .. } => PrincipalRef::Attributes(attributes),
+        }
+    }
+
+    /// How the caller was identified, for the audit log.
+    pub fn identity_evidence(&self) -> portcullis_audit::IdentityEvidence {
+        match self {
+            Caller::Key { .. } => portcullis_audit::IdentityEvidence {
+                source: portcullis_audit::IdentitySource::ApiKey,
+                issuer: None,
+                token_jti: None,
+                verified_at: None,
+            },
+            Caller::Token {
+                issuer,
+                verified_at,
+                ..
+            } => portcullis_audit::IdentityEvidence {
+                source: portcullis_audit::IdentitySource::Oidc,
+                issuer: Some(issuer.clone()),
+                token_jti: None,
+                verified_at: Some(*verified_at),
+            },
         }
     }
 
@@ -535,6 +610,8 @@ async fn authenticate(
     Ok(Caller::Token {
         token_id: format!("jwt_{}", hex::encode(&digest[..8])),
         attributes: Arc::new(attributes),
+        issuer: token.issuer,
+        verified_at: gateway.clock.now(),
     })
 }
 
@@ -768,7 +845,8 @@ async fn handle(
             gateway.replica.retry_after_seconds(),
         ));
     }
-    let context = request_context(&gateway.config.location, parts, now);
+    let (context, location) = request_context_with_evidence(&gateway.config.location, parts, now);
+    record.evidence(location, caller_attributes(&caller, &snapshot));
     let decision = snapshot.engine.decide(
         caller.principal_ref(),
         &model.name,
@@ -1493,7 +1571,8 @@ pub async fn list_models(State(gateway): State<Arc<Gateway>>, request: Request) 
         entry.snapshot_version = snapshot.version;
         entry.definition_profile = Some(snapshot.engine.profile().name().to_owned());
     }
-    let context = request_context(&gateway.config.location, &parts, now);
+    let (context, location) = request_context_with_evidence(&gateway.config.location, &parts, now);
+    record.evidence(location, caller_attributes(&caller, &snapshot));
     let visible: Vec<&Model> = snapshot
         .engine
         .allowed_models(caller.principal_ref(), &context)

@@ -738,6 +738,20 @@ fn target_kind_of(approval: &Approval) -> AdminTargetKind {
     }
 }
 
+/// A pending change, read and checked, waiting for its approval to be
+/// recorded.
+enum ApprovedChange {
+    Release {
+        model: Box<Model>,
+        request: TransitionRequest,
+        review_id: Option<String>,
+    },
+    CreateAdmin(CreateAdmin),
+    LiftOrder {
+        reason: Option<String>,
+    },
+}
+
 /// `POST /admin/v1/approvals/{id}/approve`: a second admin carries out the
 /// pending change.
 pub async fn approve(
@@ -764,53 +778,36 @@ pub async fn approve(
             ),
         ));
     }
-    let result = match approval.action.as_str() {
+    // Everything the change needs is checked before the approval is
+    // decided, so an approval that cannot be carried out stays pending.
+    let unreadable = |e: serde_json::Error| {
+        AdminError::invalid(format!("approval `{id}` holds an unreadable request: {e}"))
+    };
+    let change = match approval.action.as_str() {
         "model_release" => {
             let request: TransitionRequest =
-                serde_json::from_value(approval.request["transition"].clone()).map_err(|e| {
-                    AdminError::invalid(format!("approval `{id}` holds an unreadable request: {e}"))
-                })?;
+                serde_json::from_value(approval.request["transition"].clone())
+                    .map_err(unreadable)?;
             let model = current_model(&gateway, &approval.target_id)?;
             // The model may have moved since the request: check again.
             let review_id = check_transition(&gateway, &model, &request).await?;
-            execute_transition(
-                &gateway,
-                &model,
-                &request,
+            ApprovedChange::Release {
+                model: Box::new(model),
+                request,
                 review_id,
-                TransitionOrigin {
-                    actor: &approval.requested_by,
-                    request_id: Some(actor.request_id()),
-                    source: "approval",
-                    approved_by: Some(actor.id()),
-                    approval_id: Some(&id),
-                },
-            )
-            .await?
+            }
         }
         "admin_create" => {
-            let request: CreateAdmin = serde_json::from_value(approval.request["admin"].clone())
-                .map_err(|e| {
-                    AdminError::invalid(format!("approval `{id}` holds an unreadable request: {e}"))
-                })?;
+            let request: CreateAdmin =
+                serde_json::from_value(approval.request["admin"].clone()).map_err(unreadable)?;
             check_new_admin(&gateway, &request).await?;
-            insert_admin(
-                &gateway,
-                &actor,
-                request,
-                Some((&id, &approval.requested_by)),
-            )
-            .await?
+            ApprovedChange::CreateAdmin(request)
         }
         "order_lift" => {
-            let reason = approval.request["reason"].as_str().map(str::to_owned);
-            crate::orders::lift(
-                &gateway,
-                &actor,
-                &approval.target_id,
-                crate::orders::LiftRequest { reason },
-            )
-            .await?
+            crate::orders::check_liftable(&gateway, &approval.target_id).await?;
+            ApprovedChange::LiftOrder {
+                reason: approval.request["reason"].as_str().map(str::to_owned),
+            }
         }
         other => {
             return Err(AdminError::invalid(format!(
@@ -818,6 +815,10 @@ pub async fn approve(
             )));
         }
     };
+    // INVARIANT: the approval is decided and audited before the change it
+    // approves, so the audit log's sequence reads "approved, then done".
+    // Deciding is a compare-and-set on a pending approval: of two admins
+    // approving at once, one carries the change out.
     let decided = gateway
         .store
         .decide_approval(
@@ -844,6 +845,46 @@ pub async fn approve(
         },
     )
     .await?;
+    let result = match change {
+        ApprovedChange::Release {
+            model,
+            request,
+            review_id,
+        } => {
+            execute_transition(
+                &gateway,
+                &model,
+                &request,
+                review_id,
+                TransitionOrigin {
+                    actor: &approval.requested_by,
+                    request_id: Some(actor.request_id()),
+                    source: "approval",
+                    approved_by: Some(actor.id()),
+                    approval_id: Some(&id),
+                },
+            )
+            .await?
+        }
+        ApprovedChange::CreateAdmin(request) => {
+            insert_admin(
+                &gateway,
+                &actor,
+                request,
+                Some((&id, &approval.requested_by)),
+            )
+            .await?
+        }
+        ApprovedChange::LiftOrder { reason } => {
+            crate::orders::lift(
+                &gateway,
+                &actor,
+                &approval.target_id,
+                crate::orders::LiftRequest { reason },
+            )
+            .await?
+        }
+    };
     Ok(Json(json!({
         "approval": with_audit(to_json(&decided), &reference),
         "result": result,

@@ -460,6 +460,10 @@ pub fn admin_router(gateway: Arc<Gateway>) -> Router {
             "/admin/v1/reports/{kind}/{id}",
             get(governance::report::get_report),
         )
+        .route(
+            "/admin/v1/reports/{kind}/{id}/bundle",
+            get(governance::report::get_report_bundle),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             gateway.clone(),
             require_admin,

@@ -442,11 +442,12 @@ pub async fn create_order(
             now,
         )
         .await?;
-    // The single-node path: the snapshot is swapped (and affected requests
-    // stopped) before the call returns; other replicas follow through the
-    // store. Enforcement comes first, the audit record before the answer.
-    gateway.refresh().await?;
-    audit_admin(
+    // The record of the instruction comes first in this replica's log, so
+    // the log's sequence reads "applied, then enforced, then cut". The
+    // snapshot is swapped (and affected requests stopped) before the call
+    // returns, even when the audit write failed: the order is in the store
+    // and must take effect; other replicas follow through the store.
+    let audited = audit_admin(
         &gateway,
         &actor,
         "apply",
@@ -454,7 +455,9 @@ pub async fn create_order(
         &id,
         json!({"order": document, "force": request.force, "committed_version": stored.committed_version, "preview": preview}),
     )
-    .await?;
+    .await;
+    gateway.refresh().await?;
+    audited?;
     tracing::warn!(actor = %actor.id(), order = %id, reference = %order.reference, "order applied");
     Ok((StatusCode::CREATED, Json(order_json(&stored))))
 }
@@ -491,6 +494,24 @@ pub async fn lift_order(
     ))
 }
 
+/// Refuses a lift that cannot happen: an unknown order (404) or one already
+/// lifted (409). The store checks again when the lift is written.
+pub(crate) async fn check_liftable(gateway: &Gateway, id: &str) -> Result<(), AdminError> {
+    match gateway.store.get_order(id).await? {
+        None => Err(portcullis_store::StoreError::NotFound {
+            what: "order",
+            id: id.to_owned(),
+        }
+        .into()),
+        Some(order) if order.lift.is_some() => Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "already_lifted",
+            format!("order `{id}` is already lifted"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Lifts an order now, as `actor`: stores the lift, swaps the snapshot and
 /// audits it. `lift_order` and approved lift requests both end here.
 pub(crate) async fn lift(
@@ -516,8 +537,7 @@ pub(crate) async fn lift(
             ),
             other => other.into(),
         })?;
-    gateway.refresh().await?;
-    audit_admin(
+    let audited = audit_admin(
         gateway,
         actor,
         "lift",
@@ -525,7 +545,9 @@ pub(crate) async fn lift(
         id,
         json!({"reason": request.reason, "lifts": id, "committed_version": lifted.lift.as_ref().map(|l| l.committed_version)}),
     )
-    .await?;
+    .await;
+    gateway.refresh().await?;
+    audited?;
     tracing::warn!(actor = %actor.id(), order = %id, "order lifted");
     Ok(order_json(&lifted))
 }
@@ -626,6 +648,18 @@ pub(crate) async fn receipt(gateway: &Gateway, stored: &StoredOrder) -> Result<V
     } else {
         Value::Null
     };
+    let cut_requests = if audit_on {
+        json!(cut_requests(gateway, &stored.id).await?)
+    } else {
+        Value::Null
+    };
+    // Commit to the last replica applying it: how long the order took to
+    // be enforced everywhere it was applied.
+    let time_to_enforce_ms = applications
+        .iter()
+        .filter(|a| a.event == "applied")
+        .map(|a| a.applied_at.as_millisecond() - stored.created_at.as_millisecond())
+        .max();
     let lifts: Vec<Value> = applications
         .iter()
         .filter(|a| a.event == "lifted")
@@ -643,10 +677,47 @@ pub(crate) async fn receipt(gateway: &Gateway, stored: &StoredOrder) -> Result<V
         "lifted_at": lifted_at,
         "replicas": replicas,
         "replica_lifts": lifts,
+        "time_to_enforce_ms": time_to_enforce_ms,
         "requests_cut": streams_cut,
+        "cut_requests": cut_requests,
         "requests_denied": denied,
         "admitted_after_enforcement": if audit_on { json!(admitted_total) } else { Value::Null },
     }))
+}
+
+/// The most cut requests a receipt lists one by one; the count is always
+/// whole.
+const LISTED_CUT_REQUESTS: usize = 1_000;
+
+/// The order's `request_cut` entries, one per request it stopped in flight.
+async fn cut_requests(gateway: &Gateway, order_id: &str) -> Result<Vec<Value>, AdminError> {
+    let query = AuditQuery {
+        kind: Some(EntryKind::AdminAction),
+        order_id: Some(order_id.to_owned()),
+        ..AuditQuery::default()
+    };
+    let entries = portcullis_audit::search(gateway.store.pool(), &query)
+        .await
+        .map_err(audit_read)?;
+    Ok(entries
+        .iter()
+        .filter_map(|stored| match &stored.entry {
+            portcullis_audit::AuditEntry::AdminAction(entry) if entry.action == "request_cut" => {
+                Some(json!({
+                    "request_id": entry.payload["request_id"],
+                    "principal_id": entry.payload["principal_id"],
+                    "model": entry.payload["model"],
+                    "replica": entry.replica,
+                    "cut_at": entry.payload["cut_at"],
+                    "events_relayed": entry.payload["events_relayed"],
+                    "ended_with_status": entry.payload["ended_with_status"],
+                    "audit": {"origin": stored.origin, "index": stored.index},
+                }))
+            }
+            _ => None,
+        })
+        .take(LISTED_CUT_REQUESTS)
+        .collect())
 }
 
 fn audit_read(error: portcullis_audit::AuditError) -> AdminError {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use jiff::Timestamp;
+use portcullis_audit::{LocationEvidence, LocationSource};
 use portcullis_policy::{
     CompiledPolicies, EmbargoList, EngineInputs, Order, PolicyEngine, PolicySchema, PolicySource,
     ProfileRegistry, RequestContext,
@@ -166,16 +167,32 @@ pub fn orders_in_force(contents: &StoreContents) -> Result<Vec<Order>, PolicySet
         .collect()
 }
 
-/// The context of one request. The location comes from the configured
-/// headers only when the peer is a trusted proxy; otherwise the configured
-/// default country applies, and without one the location is unknown. An
-/// unparseable location counts as unknown, which restricted models deny.
-pub fn request_context(location: &LocationConfig, parts: &Parts, now: Timestamp) -> RequestContext {
+/// The longest unusable edge value kept in the audit log.
+const MAX_UNUSABLE_VALUE_CHARS: usize = 64;
+
+/// The context of one request, and the evidence for the audit log: the
+/// place used, where it came from and the peer's address. The location
+/// comes from the configured headers only when the peer is a trusted
+/// proxy; otherwise the configured default country applies, and without
+/// one the location is unknown. An unparseable location counts as unknown,
+/// which restricted models deny.
+pub fn request_context_with_evidence(
+    location: &LocationConfig,
+    parts: &Parts,
+    now: Timestamp,
+) -> (RequestContext, LocationEvidence) {
     let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     let mut context = RequestContext::at(now);
     if let Some(ip) = peer {
         context = context.with_client_ip(ip);
     }
+    let mut evidence = LocationEvidence {
+        country: None,
+        subdivision: None,
+        source: LocationSource::Unknown,
+        client_address: peer.map(|ip| ip.to_string()),
+        unusable_value: None,
+    };
     let trusted = peer.is_some_and(|ip| location.trusted_proxies.contains(&ip));
     let header = |name: &Option<String>| {
         name.as_ref()
@@ -188,22 +205,38 @@ pub fn request_context(location: &LocationConfig, parts: &Parts, now: Timestamp)
     };
     let country = header(&location.country_header);
     let subdivision = header(&location.subdivision_header);
-    let (country, subdivision) = if country.is_some() || subdivision.is_some() {
-        (country, subdivision)
+    let (country, subdivision, source) = if country.is_some() || subdivision.is_some() {
+        (country, subdivision, LocationSource::EdgeHeader)
     } else {
-        (location.default_country.clone(), None)
+        (
+            location.default_country.clone(),
+            None,
+            LocationSource::ConfiguredDefault,
+        )
     };
     if country.is_none() && subdivision.is_none() {
-        return context;
+        return (context, evidence);
     }
     match context
         .clone()
         .with_location(country.as_deref(), subdivision.as_deref())
     {
-        Ok(located) => located,
+        Ok(located) => {
+            evidence.country = located.country().map(|code| code.as_str().to_owned());
+            evidence.subdivision = located.subdivision().map(|code| code.as_str().to_owned());
+            evidence.source = source;
+            (located, evidence)
+        }
         Err(error) => {
             tracing::debug!(%error, "unusable location; treating it as unknown");
-            context
+            let given = [country, subdivision]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            evidence.source = LocationSource::Unusable;
+            evidence.unusable_value = Some(given.chars().take(MAX_UNUSABLE_VALUE_CHARS).collect());
+            (context, evidence)
         }
     }
 }

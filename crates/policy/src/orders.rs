@@ -39,6 +39,8 @@ pub enum OrderError {
     RestrictWithoutProfile { reference: String },
     #[error("order `{reference}`: `reference` must not be empty")]
     EmptyReference { reference: String },
+    #[error("order `{reference}`: `document_sha256` must be 64 hexadecimal digits")]
+    BadDocumentHash { reference: String },
 }
 
 /// What an order does to the pairs it covers.
@@ -301,6 +303,13 @@ impl Order {
                 reference: reference(),
             });
         }
+        if let Some(hash) = &self.document_sha256
+            && !is_sha256_hex(hash)
+        {
+            return Err(OrderError::BadDocumentHash {
+                reference: reference(),
+            });
+        }
         if self.effect == OrderEffect::Restrict && self.safeguard_profile.is_none() {
             return Err(OrderError::RestrictWithoutProfile {
                 reference: reference(),
@@ -359,6 +368,15 @@ impl Order {
             },
         }
     }
+}
+
+/// A SHA-256 digest as lowercase hex: what `orders apply --document` writes
+/// and what `sha256sum` prints, so a reader can compare the two by eye.
+fn is_sha256_hex(hash: &str) -> bool {
+    hash.len() == 64
+        && hash
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
 fn validate_attribute(
@@ -632,11 +650,23 @@ mod tests {
                 json!({"principals": {"attributes": {"employee": "yes"}}}),
                 "order `BIS-2026-0521`: principal attribute `employee` must be a boolean",
             ),
+            (
+                json!({"document_sha256": "abc"}),
+                "order `BIS-2026-0521`: `document_sha256` must be 64 hexadecimal digits",
+            ),
+            (
+                json!({"document_sha256": "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"}),
+                "order `BIS-2026-0521`: `document_sha256` must be 64 hexadecimal digits",
+            ),
         ];
         for (overrides, expected) in cases {
             let error = order(overrides.clone()).validate(&profiles).unwrap_err();
             assert_eq!(error.to_string(), expected, "{overrides}");
         }
+        let hashed = order(json!({
+            "document_sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        }));
+        assert_eq!(hashed.validate(&profiles), Ok(()));
         let empty_selector: Result<Order, _> = serde_json::from_value(json!({
             "reference": "R", "issuer": "I", "received_at": "2026-11-20T00:00:00Z",
             "effect": "suspend", "models": ["family:"], "principals": "all"}));

@@ -106,6 +106,16 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Check a report bundle offline: its signature, its rendering and
+    /// every inclusion proof, with no access to the store.
+    VerifyBundle {
+        /// The directory `report … --bundle DIR` wrote.
+        dir: PathBuf,
+        /// The verifier key to trust, received from the operator another
+        /// way; without it, the bundle's own `verifier.key`.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+    },
     /// Send a raw request to the admin API, e.g. `portcullis admin get /admin/v1/models`.
     Admin {
         /// get, post, put or delete.
@@ -210,6 +220,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Safeguards { verb } => crate::safeguards_cmd::run_safeguards(verb),
         Command::Report { verb, connection } => crate::report_cmd::run(&connection, verb).await,
+        Command::VerifyBundle { dir, key } => crate::bundle_cmd::verify(&dir, key.as_deref()),
         Command::Admin {
             method,
             path,

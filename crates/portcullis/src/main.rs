@@ -2,6 +2,7 @@
 //! upstream, and a thin command-line client of the admin API.
 
 mod audit_cmd;
+mod bundle_cmd;
 mod cli;
 mod client;
 mod demo;

@@ -2,11 +2,13 @@
 //! admin API's `/admin/v1/orders`. `show` renders the enforcement receipt as
 //! a timeline for people; `--json` prints the API's answer as is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use crate::cli::Connection;
 use crate::client::{AdminClient, Body};
@@ -20,6 +22,11 @@ pub enum OrderVerb {
         /// further in the past than the tolerance.
         #[arg(long)]
         force: bool,
+        /// The letter or order as received (PDF, scan, e-mail): its SHA-256
+        /// is recorded in the order as `document_sha256`, linking the
+        /// enforcement record to the exact document.
+        #[arg(long, value_name = "LETTER")]
+        document: Option<PathBuf>,
     },
     /// Reports what applying the order in FILE would change, changing nothing.
     Preview {
@@ -43,8 +50,15 @@ pub enum OrderVerb {
 pub async fn run(connection: &Connection, verb: OrderVerb) -> anyhow::Result<ExitCode> {
     let client = AdminClient::connect(connection)?;
     match verb {
-        OrderVerb::Apply { file, force } => {
-            let body = with_force(Body::from_file(&file)?, force)?;
+        OrderVerb::Apply {
+            file,
+            force,
+            document,
+        } => {
+            let mut body = with_force(Body::from_file(&file)?, force)?;
+            if let Some(letter) = document {
+                body = with_document_hash(body, &letter)?;
+            }
             client.print("post", "/admin/v1/orders", Some(body)).await
         }
         OrderVerb::Preview { file } => {
@@ -96,6 +110,29 @@ fn with_force(body: Body, force: bool) -> anyhow::Result<Body> {
         }
         other => Ok(other),
     }
+}
+
+/// Records the letter's SHA-256 in the order document. A document that
+/// already names a different hash is refused: one of the two is not the
+/// letter the operator means.
+fn with_document_hash(body: Body, letter: &Path) -> anyhow::Result<Body> {
+    let bytes = std::fs::read(letter)
+        .with_context(|| format!("cannot read the document {}", letter.display()))?;
+    let hash = hex::encode(Sha256::digest(&bytes));
+    let Body::Json(mut value) = body;
+    let Some(object) = value.as_object_mut() else {
+        anyhow::bail!("the order document must be a JSON object");
+    };
+    match object.get("document_sha256").and_then(Value::as_str) {
+        Some(given) if !given.eq_ignore_ascii_case(&hash) => anyhow::bail!(
+            "the order document names document_sha256 {given}, but {} hashes to {hash}",
+            letter.display()
+        ),
+        _ => {
+            object.insert("document_sha256".into(), Value::String(hash));
+        }
+    }
+    Ok(Body::Json(value))
 }
 
 fn text(value: &Value) -> String {

@@ -41,8 +41,13 @@ pub struct ReportArgs {
     #[arg(long, value_enum, default_value = "markdown")]
     pub format: ReportFormat,
     /// Write the report here instead of standard output.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bundle")]
     pub out: Option<PathBuf>,
+    /// Write an offline-verifiable bundle into DIR: the report (JSON and
+    /// Markdown), its signature, the verifier key and one inclusion proof
+    /// per cited fact; check it with `portcullis verify-bundle DIR`.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
 }
 
 pub async fn run(connection: &Connection, verb: ReportVerb) -> anyhow::Result<ExitCode> {
@@ -53,6 +58,9 @@ pub async fn run(connection: &Connection, verb: ReportVerb) -> anyhow::Result<Ex
         ReportVerb::Model(args) => ("model", args),
     };
     let client = AdminClient::connect(connection)?;
+    if let Some(dir) = &args.bundle {
+        return crate::bundle_cmd::write(&client, kind, &args.id, dir).await;
+    }
     let (status, report) = client
         .send(
             "get",
@@ -254,9 +262,41 @@ fn order_section(out: &mut String, report: &Value) {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
+        "Time to enforce (commit to the last replica applying it): {} ms\n",
+        text(&report["time_to_enforce_ms"])
+    );
+    let _ = writeln!(
+        out,
         "Requests cut in flight: {}",
         text(&report["requests_cut"])
     );
+    let cuts = report["cut_requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !cuts.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| Request | Principal | Model | Replica | Cut at | Events relayed | Ended with | Audit entry |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+        for cut in &cuts {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | `{}` | `{}` | {} | {} | {} | {} |",
+                text(&cut["request_id"]),
+                text(&cut["principal_id"]),
+                text(&cut["model"]),
+                text(&cut["replica"]),
+                text(&cut["cut_at"]),
+                text(&cut["events_relayed"]),
+                text(&cut["ended_with_status"]),
+                citation(&cut["audit"])
+            );
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(
         out,
         "Requests refused under the order: {}",

@@ -185,17 +185,33 @@ fn fact(statement: String, entry: &Value, citation: Value) -> Value {
     })
 }
 
+/// Orders facts the way the audit log does. Within one log (one origin)
+/// the sequence number decides, never the wall clock: two entries written
+/// in one order read in that order even if a clock stepped back between
+/// them. Facts from different logs (the admin log and each replica's) are
+/// interleaved by time, the only order they share.
 fn sort_facts(facts: &mut [Value]) {
+    let index = |v: &Value| v["audit"]["index"].as_u64().unwrap_or(0);
+    let origin = |v: &Value| text(&v["audit"]["origin"]);
     facts.sort_by(|a, b| {
-        let key = |v: &Value| {
-            (
-                text(&v["time"]),
-                text(&v["audit"]["origin"]),
-                v["audit"]["index"].as_u64().unwrap_or(0),
-            )
-        };
-        key(a).cmp(&key(b))
+        (text(&a["time"]), origin(a), index(a)).cmp(&(text(&b["time"]), origin(b), index(b)))
     });
+    let mut slots: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (position, fact) in facts.iter().enumerate() {
+        slots.entry(origin(fact)).or_default().push(position);
+    }
+    for positions in slots.values() {
+        let mut in_sequence: Vec<Value> = positions
+            .iter()
+            .filter_map(|&position| facts.get(position).cloned())
+            .collect();
+        in_sequence.sort_by_key(index);
+        for (&position, fact) in positions.iter().zip(in_sequence) {
+            if let Some(slot) = facts.get_mut(position) {
+                *slot = fact;
+            }
+        }
+    }
 }
 
 fn scope_text(document: &Value) -> String {
@@ -250,6 +266,14 @@ fn order_statement(entry: &Value, reference: &str) -> String {
                 text(&payload["snapshot_version"]),
                 text(&payload["requests_cut"]),
             ),
+            "request_cut" => format!(
+                "Request `{}` by `{}` for `{}` was cut on replica `{}` by order `{reference}` after {} events",
+                text(&payload["request_id"]),
+                text(&payload["principal_id"]),
+                text(&payload["model"]),
+                actor.trim_start_matches("replica:"),
+                text(&payload["events_relayed"]),
+            ),
             "request_approval" => format!(
                 "`{actor}` asked to lift order `{reference}` (approval `{}`); under the two-person rule it waits for a second admin",
                 text(&payload["approval_id"]),
@@ -278,8 +302,20 @@ fn order_statement(entry: &Value, reference: &str) -> String {
 }
 
 async fn order_report(gateway: &Gateway, stored: &StoredOrder) -> AdminResult<Value> {
-    let receipt = crate::orders::receipt(gateway, stored).await?;
+    let mut receipt = crate::orders::receipt(gateway, stored).await?;
     let mut citations = Citations::new(gateway).await?;
+    // Each cut request is cited like any fact, so the bundle can prove it.
+    if let Some(cuts) = receipt["cut_requests"].as_array_mut() {
+        for cut in cuts {
+            let (Some(origin), Some(index)) = (
+                cut["audit"]["origin"].as_str().map(str::to_owned),
+                cut["audit"]["index"].as_u64(),
+            ) else {
+                continue;
+            };
+            cut["audit"] = citations.cite(&origin, index).await?.citation;
+        }
+    }
     let entries = portcullis_audit::search(
         gateway.store.pool(),
         &AuditQuery {
@@ -363,7 +399,9 @@ async fn order_report(gateway: &Gateway, stored: &StoredOrder) -> AdminResult<Va
         },
         "preview_at_issue": stored.preview,
         "enforcement": enforcement,
+        "time_to_enforce_ms": receipt["time_to_enforce_ms"],
         "requests_cut": receipt["requests_cut"],
+        "cut_requests": receipt["cut_requests"],
         "requests_refused": refused_requests,
         "admitted_after_enforcement": receipt["admitted_after_enforcement"],
         "lift": stored.lift.as_ref().map(|lift| json!({
@@ -702,24 +740,52 @@ fn not_found(what: &str, id: &str) -> AdminError {
     )
 }
 
-/// `GET /admin/v1/reports/{kind}/{id}`: `order`, `review`, `finding` or `model`.
-pub async fn get_report(
-    State(gateway): State<Arc<Gateway>>,
-    Extension(actor): Extension<Actor>,
-    Path((kind, id)): Path<(String, String)>,
-) -> AdminResult<Json<Value>> {
-    let mut report = match kind.as_str() {
+/// An order by id, or by its reference when no id matches. A reference
+/// shared by several orders is ambiguous and answered 409 naming them.
+async fn order_by_id_or_reference(gateway: &Gateway, key: &str) -> AdminResult<StoredOrder> {
+    if let Some(stored) = gateway.store.get_order(key).await? {
+        return Ok(stored);
+    }
+    let mut matching: Vec<StoredOrder> = gateway
+        .store
+        .list_orders()
+        .await?
+        .into_iter()
+        .filter(|stored| stored.reference == key)
+        .collect();
+    match matching.len() {
+        0 => Err(not_found("order", key)),
+        1 => Ok(matching.remove(0)),
+        _ => Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "ambiguous_reference",
+            format!(
+                "reference `{key}` names {} orders ({}); ask for one by id",
+                matching.len(),
+                matching
+                    .iter()
+                    .map(|stored| stored.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+async fn assemble_report(
+    gateway: &Gateway,
+    actor: &Actor,
+    kind: &str,
+    id: &str,
+) -> AdminResult<Value> {
+    let mut report = match kind {
         "order" => {
-            let stored = gateway
-                .store
-                .get_order(&id)
-                .await?
-                .ok_or_else(|| not_found("order", &id))?;
-            order_report(&gateway, &stored).await?
+            let stored = order_by_id_or_reference(gateway, id).await?;
+            order_report(gateway, &stored).await?
         }
-        "review" => review_report(&gateway, &id).await?,
-        "finding" => finding_report(&gateway, &id).await?,
-        "model" => model_report(&gateway, &id).await?,
+        "review" => review_report(gateway, id).await?,
+        "finding" => finding_report(gateway, id).await?,
+        "model" => model_report(gateway, id).await?,
         other => {
             return Err(not_found("report kind", other));
         }
@@ -727,5 +793,129 @@ pub async fn get_report(
     report["generated_at"] = json!(gateway.clock.now());
     report["generated_by"] = json!(actor.id());
     report["replica"] = json!(gateway.replica_id());
-    Ok(Json(report))
+    Ok(report)
+}
+
+/// `GET /admin/v1/reports/{kind}/{id}`: `order` (by id or reference),
+/// `review`, `finding` or `model`.
+pub async fn get_report(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    Path((kind, id)): Path<(String, String)>,
+) -> AdminResult<Json<Value>> {
+    Ok(Json(assemble_report(&gateway, &actor, &kind, &id).await?))
+}
+
+/// Every audit citation in a report: (origin, index, checkpoint tree size).
+/// A citation is an object with `origin`, `index` and `checkpoint.tree_size`,
+/// wherever it sits.
+pub fn citations_in(report: &Value) -> std::collections::BTreeSet<(String, u64, u64)> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut pending = vec![report];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(object) => {
+                if let (Some(origin), Some(index), Some(tree_size)) = (
+                    object.get("origin").and_then(Value::as_str),
+                    object.get("index").and_then(Value::as_u64),
+                    object
+                        .get("checkpoint")
+                        .and_then(|checkpoint| checkpoint.get("tree_size"))
+                        .and_then(Value::as_u64),
+                ) {
+                    found.insert((origin.to_owned(), index, tree_size));
+                }
+                pending.extend(object.values());
+            }
+            Value::Array(values) => pending.extend(values),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// `GET /admin/v1/reports/{kind}/{id}/bundle`: the report as exact bytes,
+/// a note signed by this replica's audit key over those bytes, the
+/// verifier key, and one inclusion proof (with its signed checkpoint) per
+/// cited entry: everything `portcullis verify-bundle` needs, with no access
+/// to the store.
+pub async fn get_report_bundle(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(actor): Extension<Actor>,
+    Path((kind, id)): Path<(String, String)>,
+) -> AdminResult<Json<Value>> {
+    let Some(audit) = &gateway.audit else {
+        return Err(audit_unavailable("the audit log is off on this replica"));
+    };
+    let report = assemble_report(&gateway, &actor, &kind, &id).await?;
+    let report_json = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&report)
+            .map_err(|error| audit_unavailable(format!("cannot encode the report: {error}")))?
+    );
+    let mut proofs = Vec::new();
+    for (origin, index, tree_size) in citations_in(&report) {
+        let proof =
+            portcullis_audit::prove_inclusion(gateway.store.pool(), &origin, index, tree_size)
+                .await
+                .map_err(audit_unavailable)?;
+        proofs.push(proof);
+    }
+    let report_note = audit
+        .sign_report(report_json.as_bytes())
+        .map_err(audit_unavailable)?;
+    Ok(Json(json!({
+        "report_json": report_json,
+        "report_note": report_note,
+        "verifier_key": audit.verifier_key(),
+        "proofs": proofs,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::{Value, json};
+
+    use super::sort_facts;
+
+    fn at(origin: &str, index: u64, time: &str) -> Value {
+        json!({"time": time, "statement": format!("{origin}#{index}"),
+               "audit": {"origin": origin, "index": index}})
+    }
+
+    #[test]
+    fn facts_of_one_log_keep_its_sequence_even_when_the_clock_stepped_back() {
+        let cases = [
+            (
+                "in time order already",
+                vec![
+                    at("admin", 1, "2026-11-20T00:00:01Z"),
+                    at("replica", 7, "2026-11-20T00:00:02Z"),
+                    at("admin", 2, "2026-11-20T00:00:03Z"),
+                ],
+                vec!["admin#1", "replica#7", "admin#2"],
+            ),
+            (
+                // The approval (index 2) was written before the lift (index
+                // 3) but carries a later time.
+                "a later time on an earlier entry",
+                vec![
+                    at("admin", 3, "2026-11-20T00:00:01Z"),
+                    at("admin", 2, "2026-11-20T00:00:05Z"),
+                    at("replica", 9, "2026-11-20T00:00:03Z"),
+                ],
+                vec!["admin#2", "replica#9", "admin#3"],
+            ),
+        ];
+        for (label, mut facts, expected) in cases {
+            sort_facts(&mut facts);
+            let order: Vec<&str> = facts
+                .iter()
+                .map(|fact| fact["statement"].as_str().unwrap())
+                .collect();
+            assert_eq!(order, expected, "{label}");
+        }
+    }
 }

@@ -607,3 +607,88 @@ async fn models_list_shows_only_what_the_caller_may_invoke() {
     assert_eq!(body["data"][0]["type"], "model");
     assert_eq!(body["has_more"], false);
 }
+
+/// Every decision entry carries its location evidence (the place used, its
+/// source and the peer), how the caller was identified, and the attributes
+/// the policies read.
+#[tokio::test]
+async fn every_decision_records_where_the_request_was_placed_and_why() {
+    let mut edge = Config::default();
+    edge.location.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    edge.location.country_header = Some("x-edge-country".into());
+    edge.location.subdivision_header = Some("x-edge-region".into());
+    let mut defaulted = Config::default();
+    defaulted.location.default_country = Some("US".into());
+    // Headers from a peer that is not a trusted proxy are not evidence.
+    defaulted.location.country_header = Some("x-edge-country".into());
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, &Config, Headers, Value); 5] = [
+        (
+            "a trusted edge's country",
+            &edge,
+            &[("x-edge-country", "fr")],
+            json!({"country": "FR", "source": "edge_header", "client_address": "127.0.0.1"}),
+        ),
+        (
+            "a trusted edge's subdivision implies its country",
+            &edge,
+            &[("x-edge-region", "US-CA")],
+            json!({"country": "US", "subdivision": "US-CA", "source": "edge_header", "client_address": "127.0.0.1"}),
+        ),
+        (
+            "no signal and no default",
+            &edge,
+            &[],
+            json!({"source": "unknown", "client_address": "127.0.0.1"}),
+        ),
+        (
+            "an unusable value is kept, bounded, and counts as unknown",
+            &edge,
+            &[("x-edge-country", "Narnia")],
+            json!({"source": "unusable", "client_address": "127.0.0.1", "unusable_value": "Narnia"}),
+        ),
+        (
+            "an untrusted peer's header is ignored for the default",
+            &defaulted,
+            &[("x-edge-country", "CN")],
+            json!({"country": "US", "source": "configured_default", "client_address": "127.0.0.1"}),
+        ),
+    ];
+    for (label, config, headers, expected) in cases {
+        let gw = TestGateway::start(config.clone(), vec![]).await;
+        let mut request = gw
+            .http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(gw.key("alice"))
+            .json(&chat("haiku", "echo: where am I"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{label}");
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        gw.gateway.audit.as_ref().unwrap().flush().await.unwrap();
+        let entries = portcullis_audit::search(
+            gw.gateway.store.pool(),
+            &portcullis_audit::AuditQuery {
+                kind: Some(portcullis_audit::EntryKind::RequestDecision),
+                request_id: Some(request_id),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(entries.len(), 1, "{label}");
+        let entry = serde_json::to_value(&entries[0].entry).unwrap();
+        assert_eq!(entry["location"], expected, "{label}");
+        assert_eq!(entry["identity"], json!({"source": "api_key"}), "{label}");
+        assert_eq!(
+            entry["attributes"],
+            json!({"organization": "acme", "employee": false, "screening": "unscreened"}),
+            "{label}"
+        );
+    }
+}

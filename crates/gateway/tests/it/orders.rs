@@ -303,6 +303,22 @@ async fn an_order_stops_affected_streams_and_leaves_others_running() {
         assert_eq!(cut.len(), 1, "{found}");
         assert_eq!(cut[0]["principal_id"], "fra", "{found}");
         assert_eq!(cut[0]["order_ids"], json!([order_id]), "{found}");
+        // And it has its own enforcement record, `request_cut`, linked to
+        // the admission by the request id; the receipt lists it.
+        let records: Vec<&Value> = found["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item.get("entry").unwrap_or(item))
+            .filter(|entry| entry["action"] == "request_cut")
+            .collect();
+        assert_eq!(records.len(), 1, "{found}");
+        assert_eq!(records[0]["target_id"], json!(order_id), "{found}");
+        assert_eq!(records[0]["payload"]["request_id"], cut[0]["request_id"]);
+        assert_eq!(records[0]["payload"]["principal_id"], "fra");
+        let listed = shown["receipt"]["cut_requests"].as_array().unwrap();
+        assert_eq!(listed.len(), 1, "{}", shown["receipt"]);
+        assert_eq!(listed[0]["request_id"], cut[0]["request_id"]);
     }
 }
 

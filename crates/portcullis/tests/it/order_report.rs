@@ -136,7 +136,16 @@ fn keep_example(name: &str, fresh: &str) {
     let update = std::env::var("PORTCULLIS_UPDATE_EXAMPLES").is_ok_and(|v| v == "1");
     match std::fs::read_to_string(&path) {
         Ok(committed) if !update => {
-            let (committed, fresh_normalised) = (normalise(&committed), normalise(fresh));
+            // Lines are compared as a set: entries written concurrently
+            // (a stream's cut record and the replica's enforcement record)
+            // may land in either order, and the scenario asserts the order
+            // that matters itself.
+            let sorted = |text: &str| {
+                let mut lines: Vec<String> = normalise(text).lines().map(str::to_owned).collect();
+                lines.sort();
+                lines.join("\n")
+            };
+            let (committed, fresh_normalised) = (sorted(&committed), sorted(fresh));
             if committed != fresh_normalised {
                 let first = committed
                     .lines()
@@ -211,7 +220,28 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
     let letter = letter.to_str().unwrap();
     let preview = json_out(&cli(data, &["orders", "preview", letter]));
     assert_eq!(preview["active_requests_to_cut"], 1, "{preview}");
-    let applied = json_out(&cli(data, &["orders", "apply", letter]));
+    // The letter as received is hashed into the order.
+    let scan = data.join("letter-5-21pm.pdf");
+    let scan_bytes = b"%PDF-1.4\n% BIS-2026-0521, received 5:21 p.m.\n%%EOF\n";
+    std::fs::write(&scan, scan_bytes).unwrap();
+    let scan_sha256 = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(scan_bytes))
+    };
+    let applied = json_out(&cli(
+        data,
+        &[
+            "orders",
+            "apply",
+            letter,
+            "--document",
+            scan.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        applied["document"]["document_sha256"], scan_sha256,
+        "{applied}"
+    );
     let order_id = applied["id"].as_str().unwrap().to_owned();
 
     // The running stream ends with a legal-restriction error event.
@@ -300,6 +330,20 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
     );
     assert_eq!(report["admitted_after_enforcement"], 0);
     assert_eq!(report["requests_cut"], 1, "{report}");
+    // The cut request has its own enforcement record, cited like any fact.
+    let cuts = report["cut_requests"].as_array().unwrap();
+    assert_eq!(cuts.len(), 1, "{report}");
+    assert_eq!(cuts[0]["principal_id"], "bruno");
+    assert_eq!(cuts[0]["model"], "mythos");
+    assert!(cuts[0]["events_relayed"].as_u64().unwrap() >= 1, "{cuts:?}");
+    assert!(
+        cuts[0]["audit"]["checkpoint"]["tree_size"].is_u64(),
+        "{cuts:?}"
+    );
+    assert!(
+        report["time_to_enforce_ms"].as_i64().unwrap() >= 0,
+        "{report}"
+    );
     assert!(report["requests_refused"].as_u64().unwrap() >= 1);
     assert_eq!(report["lift"]["approval"]["requested_by"], "admin");
     assert_eq!(report["lift"]["approval"]["decided_by"], "carol");
@@ -313,6 +357,11 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
         report["order"]
     );
     assert!(report["order"]["effective_at_requested"].is_null());
+    assert_eq!(report["order"]["document_sha256"], scan_sha256);
+    assert!(
+        markdown.contains(&scan_sha256),
+        "the report does not show the letter's hash: {markdown}"
+    );
 
     // Every fact is proven against the audit log with the public key.
     let store = portcullis_store::Store::open_data_dir(data).await.unwrap();
@@ -330,6 +379,7 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
     for expected in [
         "applied by `admin`",
         "began enforcing",
+        "was cut on replica",
         "asked to lift",
         "`carol` approved lifting",
         "lifted by `carol`",
@@ -341,6 +391,23 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
             "no fact says {expected:?}: {actions:#?}"
         );
     }
+    // The approval comes before the lift it allowed, in the report and in
+    // the audit log's own sequence.
+    let position = |needle: &str| {
+        facts
+            .iter()
+            .position(|fact| fact["statement"].as_str().unwrap().contains(needle))
+            .unwrap()
+    };
+    let (approved_at, lifted_at) = (
+        position("`carol` approved lifting"),
+        position("lifted by `carol`"),
+    );
+    assert!(approved_at < lifted_at, "{actions:#?}");
+    assert!(
+        facts[approved_at]["audit"]["index"].as_u64() < facts[lifted_at]["audit"]["index"].as_u64(),
+        "{actions:#?}"
+    );
     for fact in facts {
         let audit = &fact["audit"];
         let origin = audit["origin"].as_str().unwrap();
@@ -356,6 +423,137 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
         assert_eq!(proof.entry["time"], fact["time"], "{fact}");
     }
     store.close().await;
+
+    // The bundle, asked for by the order's reference, verifies offline with
+    // the operator's key, and fails on any change or another key.
+    let bundle = data.join("bundle");
+    let written = cli(
+        data,
+        &[
+            "report",
+            "order",
+            "BIS-2026-0521",
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let key_file = data.join("audit-verifier.key");
+    let verify = |dir: &Path, key: &Path| {
+        Command::new(binary())
+            .args(["verify-bundle", dir.to_str().unwrap(), "--key"])
+            .arg(key)
+            .output()
+            .unwrap()
+    };
+    let verified = verify(&bundle, &key_file);
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let summary = String::from_utf8_lossy(&verified.stdout);
+    assert!(summary.contains("verified:"), "{summary}");
+    let bundled: Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(bundled["subject"], order_id);
+
+    let other_key = data.join("other-verifier.key");
+    let name = verifier.name().to_owned();
+    std::fs::write(
+        &other_key,
+        format!(
+            "{}\n",
+            portcullis_audit::NoteSigner::from_seed(&name, [9; 32])
+                .unwrap()
+                .verifier()
+        ),
+    )
+    .unwrap();
+    let first_proof = {
+        let mut names: Vec<_> = std::fs::read_dir(bundle.join("proofs"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        names.sort();
+        format!("proofs/{}", names[0].to_str().unwrap())
+    };
+    type Tamper = fn(&Path, &str);
+    let cases: [(&str, Tamper, &str, bool); 5] = [
+        (
+            "a changed word in the Markdown",
+            |dir, _| {
+                let path = dir.join("report.md");
+                let text = std::fs::read_to_string(&path).unwrap();
+                std::fs::write(&path, text.replacen("bruno", "brunO", 1)).unwrap();
+            },
+            "is not the rendering",
+            false,
+        ),
+        (
+            "a changed count in the JSON",
+            |dir, _| {
+                let path = dir.join("report.json");
+                let text = std::fs::read_to_string(&path).unwrap();
+                std::fs::write(
+                    &path,
+                    text.replacen("\"requests_cut\": 1", "\"requests_cut\": 0", 1),
+                )
+                .unwrap();
+            },
+            "does not match its signature",
+            false,
+        ),
+        (
+            "a changed entry in a proof",
+            |dir, proof| {
+                let path = dir.join(proof);
+                let text = std::fs::read_to_string(&path).unwrap();
+                std::fs::write(
+                    &path,
+                    text.replacen("\"portcullis/local\"", "\"portcullis/other\"", 1),
+                )
+                .unwrap();
+            },
+            "proofs/",
+            false,
+        ),
+        (
+            "a missing proof",
+            |dir, proof| std::fs::remove_file(dir.join(proof)).unwrap(),
+            "proves no such entry",
+            false,
+        ),
+        (
+            "another key",
+            |_, _| {},
+            "does not match its signature",
+            true,
+        ),
+    ];
+    for (label, tamper, expected, use_other_key) in cases {
+        let copy = data.join(format!("tampered-{}", label.replace(' ', "-")));
+        std::fs::create_dir_all(copy.join("proofs")).unwrap();
+        for name in ["report.json", "report.md", "report.sig", "verifier.key"] {
+            std::fs::copy(bundle.join(name), copy.join(name)).unwrap();
+        }
+        for entry in std::fs::read_dir(bundle.join("proofs")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copy.join("proofs").join(entry.file_name())).unwrap();
+        }
+        tamper(&copy, &first_proof);
+        let key = if use_other_key { &other_key } else { &key_file };
+        let output = verify(&copy, key);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{label}: verified anyway");
+        assert!(stderr.contains(expected), "{label}: {stderr}");
+    }
 
     keep_example("order-report.md", &markdown);
     keep_example(
