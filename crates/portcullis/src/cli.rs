@@ -61,6 +61,21 @@ pub enum Command {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Two-person requests: list, show, approve, reject.
+    Approvals {
+        #[command(subcommand)]
+        verb: ApprovalVerb,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Admins: list, create (under the two-person rule a pending approval;
+    /// the token goes to the approver).
+    Admins {
+        #[command(subcommand)]
+        verb: AdminVerb,
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Legal orders: apply, preview, lift, list, show (with the receipt).
     Orders {
         #[command(subcommand)]
@@ -202,6 +217,49 @@ pub enum KeyVerb {
     Delete { id: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ApprovalVerb {
+    /// List two-person requests, optionally by status (`pending`,
+    /// `approved`, `rejected`).
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one request.
+    Show { id: String },
+    /// Approve it as a second admin: the change is carried out now. The
+    /// requester's own approval is refused.
+    Approve {
+        id: String,
+        /// Why, kept with the decision in the audit log.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Turn it down.
+    Reject {
+        id: String,
+        /// Why, kept with the decision in the audit log.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminVerb {
+    /// List admins (never their tokens).
+    List,
+    /// Create an admin; its token is printed once (to the approver, under
+    /// the two-person rule).
+    Create {
+        id: String,
+        /// `admin`, `approver` or `compliance_officer` (read-only).
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).await,
@@ -209,6 +267,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models { verb, connection } => resource(&connection, "models", verb).await,
         Command::Principals { verb, connection } => resource(&connection, "principals", verb).await,
         Command::Keys { verb, connection } => keys(&connection, verb).await,
+        Command::Approvals { verb, connection } => approvals(&connection, verb).await,
+        Command::Admins { verb, connection } => admins(&connection, verb).await,
         Command::Orders { verb, connection } => crate::orders_cmd::run(&connection, verb).await,
         Command::Policy { verb } => crate::policy_cmd::run(verb).await,
         Command::Audit { verb } => crate::audit_cmd::run(verb).await,
@@ -259,6 +319,64 @@ async fn resource(
                 .await
         }
         ResourceVerb::Delete { id } => client.print("delete", &format!("{base}/{id}"), None).await,
+    }
+}
+
+async fn approvals(connection: &Connection, verb: ApprovalVerb) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::connect(connection)?;
+    match verb {
+        ApprovalVerb::List { status } => {
+            let path = match status {
+                Some(status) => format!("/admin/v1/approvals?status={status}"),
+                None => "/admin/v1/approvals".to_owned(),
+            };
+            client.print("get", &path, None).await
+        }
+        ApprovalVerb::Show { id } => {
+            client
+                .print("get", &format!("/admin/v1/approvals/{id}"), None)
+                .await
+        }
+        ApprovalVerb::Approve { id, note } => {
+            client
+                .print(
+                    "post",
+                    &format!("/admin/v1/approvals/{id}/approve"),
+                    Some(Body::Json(serde_json::json!({"note": note}))),
+                )
+                .await
+        }
+        ApprovalVerb::Reject { id, note } => {
+            client
+                .print(
+                    "post",
+                    &format!("/admin/v1/approvals/{id}/reject"),
+                    Some(Body::Json(serde_json::json!({"note": note}))),
+                )
+                .await
+        }
+    }
+}
+
+async fn admins(connection: &Connection, verb: AdminVerb) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::connect(connection)?;
+    match verb {
+        AdminVerb::List => client.print("get", "/admin/v1/admins", None).await,
+        AdminVerb::Create {
+            id,
+            role,
+            display_name,
+        } => {
+            client
+                .print(
+                    "post",
+                    "/admin/v1/admins",
+                    Some(Body::Json(serde_json::json!({
+                        "id": id, "role": role, "display_name": display_name
+                    }))),
+                )
+                .await
+        }
     }
 }
 

@@ -177,11 +177,13 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
     let refused = json_out(&cli(
         data,
         &[
-            "admin",
-            "post",
-            "/admin/v1/admins",
-            "--body",
-            r#"{"id": "puppet", "display_name": "A second admin of my own", "role": "approver"}"#,
+            "admins",
+            "create",
+            "puppet",
+            "--role",
+            "approver",
+            "--display-name",
+            "A second admin of my own",
         ],
     ));
     assert_eq!(refused["status"], "pending_approval", "{refused}");
@@ -274,8 +276,12 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
     ));
     assert_eq!(pending["status"], "pending_approval", "{pending}");
     let approval_id = pending["approval"]["id"].as_str().unwrap().to_owned();
-    let approve_path = format!("/admin/v1/approvals/{approval_id}/approve");
-    let own = cli(data, &["admin", "post", &approve_path]);
+    let pending_list = json_out(&cli(data, &["approvals", "list", "--status", "pending"]));
+    assert!(
+        pending_list.to_string().contains(&approval_id),
+        "{pending_list}"
+    );
+    let own = cli(data, &["approvals", "approve", &approval_id]);
     assert!(!own.status.success());
     let own_error = String::from_utf8_lossy(&own.stderr);
     assert!(
@@ -285,9 +291,11 @@ async fn the_five_twenty_one_letter_produces_a_provable_order_report() {
     let approved = json_out(&cli(
         data,
         &[
-            "admin",
-            "post",
-            &approve_path,
+            "approvals",
+            "approve",
+            &approval_id,
+            "--note",
+            "Checked the withdrawal letter.",
             "--server",
             &format!("http://{admin_listen}"),
             "--token",
