@@ -383,6 +383,8 @@ impl DecisionRecord {
 pub struct OutcomeRecorder {
     gateway: Arc<Gateway>,
     entry: Option<portcullis_audit::RequestOutcomeEntry>,
+    /// What the request's log line adds to the outcome entry.
+    log: ServedLogFields,
     admitted_at: Instant,
     decision_durable: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -407,6 +409,12 @@ impl OutcomeRecorder {
                 duration_ms: 0,
                 replica: decision.replica.clone(),
             }),
+            log: ServedLogFields {
+                credential_id: decision.credential_id.clone(),
+                safeguard_verdict: decision.safeguard_verdict,
+                safeguard_score_ppm: decision.safeguard_score_ppm,
+                rules: decision.policy_ids.join(","),
+            },
             admitted_at: Instant::now(),
             decision_durable: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
@@ -443,10 +451,50 @@ impl OutcomeRecorder {
         entry.events_relayed = events;
         entry.duration_ms =
             u64::try_from(self.admitted_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.log.emit(&entry);
         if entry.outcome == portcullis_audit::RequestOutcome::Cut {
             audit.record_cut(&entry);
         }
         audit.record_outcome(entry);
+    }
+}
+
+/// The decision-time fields of an admitted request's log line.
+struct ServedLogFields {
+    credential_id: Option<String>,
+    safeguard_verdict: Option<portcullis_audit::SafeguardVerdict>,
+    safeguard_score_ppm: Option<u32>,
+    rules: String,
+}
+
+impl ServedLogFields {
+    /// One `info` line per admitted request, when it ends: who, which
+    /// model and endpoint, how it ended and how long it took. Secrets never
+    /// reach it: the credential is named by its id.
+    fn emit(&self, outcome: &portcullis_audit::RequestOutcomeEntry) {
+        let verdict = match self.safeguard_verdict {
+            Some(portcullis_audit::SafeguardVerdict::Allow) => "allow",
+            Some(portcullis_audit::SafeguardVerdict::Flag) => "flag",
+            Some(portcullis_audit::SafeguardVerdict::Block) => "block",
+            None => "-",
+        };
+        tracing::info!(
+            request_id = %outcome.request_id,
+            principal = outcome.principal_id.as_deref().unwrap_or("-"),
+            credential = self.credential_id.as_deref().unwrap_or("-"),
+            model = outcome.model.as_deref().unwrap_or("-"),
+            endpoint = %outcome.action,
+            decision = "allow",
+            rules = %self.rules,
+            status = outcome.status,
+            outcome = outcome.outcome.as_str(),
+            orders = %outcome.order_ids.join(","),
+            safeguard = verdict,
+            safeguard_score_ppm = self.safeguard_score_ppm.unwrap_or(0),
+            events = outcome.events_relayed,
+            duration_ms = outcome.duration_ms,
+            "request served"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! The server's text log as an operator's collector receives it: written to
 //! a file, it carries no ANSI colour codes, and at the default level every
-//! refusal that decides access is one line naming who, which model and why.
+//! refusal that decides access is one line naming who, which model and why,
+//! and every served request one line when it ends.
 
 #![allow(
     clippy::disallowed_methods,
@@ -39,6 +40,24 @@ async fn a_log_written_to_a_file_has_no_colour_codes_and_names_each_refusal() {
         .to_str()
         .unwrap()
         .to_owned();
+    // alice's request is served: one line when it ends.
+    let alice_key = server.keys["keys"]["alice"].as_str().unwrap().to_owned();
+    let served = reqwest::Client::new()
+        .post(format!(
+            "http://{}/v1/chat/completions",
+            server.keys["listen"].as_str().unwrap()
+        ))
+        .bearer_auth(&alice_key)
+        .json(&serde_json::json!({"model": "fable", "messages": [{"role": "user", "content": "Say hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    let served_id = served.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    served.bytes().await.unwrap();
     server.stop();
     let text = std::fs::read_to_string(&log).unwrap();
     let refusal = text
@@ -55,6 +74,28 @@ async fn a_log_written_to_a_file_has_no_colour_codes_and_names_each_refusal() {
     ] {
         assert!(refusal.contains(field), "`{field}` missing: {refusal}");
     }
+    let served_line = text
+        .lines()
+        .find(|line| line.contains(&served_id) && line.contains("request served"))
+        .unwrap_or_else(|| panic!("no log line for the served request: {text}"));
+    for field in [
+        "INFO",
+        "principal=\"alice\"",
+        "credential=\"key_",
+        "model=\"fable\"",
+        "endpoint=chat_completions",
+        "decision=\"allow\"",
+        "status=200",
+        "outcome=\"completed\"",
+        "safeguard=\"allow\"",
+        "duration_ms=",
+    ] {
+        assert!(
+            served_line.contains(field),
+            "`{field}` missing: {served_line}"
+        );
+    }
+    assert!(!text.contains(&alice_key), "a key reached the log: {text}");
     assert!(
         !text.contains('\u{1b}'),
         "colour codes in a log file: {text}"
