@@ -14,6 +14,7 @@ mod common;
 mod audit_cli;
 mod audit_crash;
 mod classify;
+mod fuzz_corpora;
 mod logs;
 mod metrics;
 mod order_report;

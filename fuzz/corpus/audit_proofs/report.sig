@@ -1,0 +1,4 @@
+portcullis report v1
+sha256 ca3d163bab055381827226140568f3bef7eaac187cebd76878e0b63e9e442356
+
+— portcullis P5Q0hha521SRTOvTi+oUMiAzGWK2Rx/E5o6prHLTMOXySoTt93n423xa8+Mm9ov6rBQElQnLT7GH8vyMJBrAvMmz4ww=
