@@ -92,7 +92,8 @@ async fn inference(gateway: Arc<Gateway>, format: ApiFormat, request: Request) -
             error.into_response_for(format, &request_id)
         }
     };
-    metrics::counter!("portcullis_requests_total", "endpoint" => endpoint, "status" => status_class(status))
+    let (model, decision) = record.metric_labels(&gateway, status);
+    metrics::counter!("portcullis_requests_total", "endpoint" => endpoint, "status" => status_class(status), "model" => model, "decision" => decision)
         .increment(1);
     metrics::histogram!("portcullis_request_duration_seconds", "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
@@ -185,6 +186,10 @@ pub struct DecisionRecord {
     outcome: Option<OutcomeRecorder>,
     /// Shared with the outcome writer: set once the decision is durable.
     decision_durable: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The model the body named, for the metrics' `model` label.
+    requested_model: Option<String>,
+    /// Whether the request was admitted, for the `decision` label.
+    admitted: bool,
 }
 
 impl DecisionRecord {
@@ -222,7 +227,29 @@ impl DecisionRecord {
             pending: None,
             outcome: None,
             decision_durable: None,
+            requested_model: None,
+            admitted: false,
         }
+    }
+
+    /// The `model` and `decision` labels of the request counters. A label
+    /// value must come from a bounded set: a model name is used only when
+    /// the registry knows it, anything else is `other` (no model at all is
+    /// `none`), so a client cannot grow the metrics with invented names.
+    fn metric_labels(&self, gateway: &Gateway, status: u16) -> (String, &'static str) {
+        let model = match &self.requested_model {
+            None => "none".to_owned(),
+            Some(name) if gateway.snapshot.load().model(name).is_some() => name.clone(),
+            Some(_) => "other".to_owned(),
+        };
+        let decision = if self.admitted && status < 500 {
+            "allow"
+        } else if self.admitted {
+            "error"
+        } else {
+            "deny"
+        };
+        (model, decision)
     }
 
     /// Mutable access to the entry, when the audit log is on.
@@ -285,6 +312,7 @@ impl DecisionRecord {
     /// Submits the decision to admit the request, before the upstream is
     /// contacted, so its commit overlaps the upstream's work.
     async fn admit(&mut self, gateway: &Arc<Gateway>) -> Result<(), ApiError> {
+        self.admitted = true;
         let (Some(entry), Some(audit)) = (self.entry.take(), gateway.audit.as_ref()) else {
             return Ok(());
         };
@@ -864,6 +892,7 @@ async fn handle(
     let bytes = read_body(gateway, parts, body).await?;
     let body = parse_body(&bytes)?;
     let model_name = requested_model(parts, &body)?;
+    record.requested_model = Some(model_name.clone());
     if let Some(entry) = record.entry() {
         entry.model = Some(model_name.clone());
     }

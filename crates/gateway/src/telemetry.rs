@@ -9,7 +9,7 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub fn describe_metrics() {
     describe_counter!(
         "portcullis_requests_total",
-        "Data-plane requests answered, by endpoint and status class."
+        "Data-plane requests answered, by endpoint, status class, model (registry names only; `other` for any other name, `none` for no model) and admission decision (`allow`, `deny`, or `error` for an admitted request that failed)."
     );
     describe_histogram!(
         "portcullis_request_duration_seconds",
