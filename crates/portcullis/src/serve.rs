@@ -18,8 +18,12 @@ use crate::cli::{MockArgs, ServeArgs};
 use crate::{demo, settings};
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    // sqlx logs every statement at `debug`, so the store's polling would
+    // bury a debug log; its lines need `RUST_LOG=sqlx=debug`. Slow and
+    // failing statements still come through at `warn`.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},sqlx=warn", config.log.level))
+    });
     // Colour only for a person at a terminal: a log file or a collector
     // must not receive ANSI escape codes. NO_COLOR (no-color.org) turns it
     // off at a terminal too.

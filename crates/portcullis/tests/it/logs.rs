@@ -101,3 +101,52 @@ async fn a_log_written_to_a_file_has_no_colour_codes_and_names_each_refusal() {
         "colour codes in a log file: {text}"
     );
 }
+
+/// At `debug` the log is for reading: the store's polling statements
+/// (sqlx logs each one at `debug`) stay out unless `RUST_LOG` asks for them.
+#[tokio::test]
+async fn a_debug_log_is_not_buried_under_store_polling() {
+    let cases = [
+        ("the config's debug level", "", false),
+        ("RUST_LOG asking for sqlx", "debug,sqlx=debug", true),
+    ];
+    for (label, rust_log, statements_expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("server.log");
+        let mut server = DemoServer::start_logging(
+            Some("[log]\nlevel = \"debug\"\nformat = \"text\"\n"),
+            None,
+            &[("RUST_LOG", rust_log)],
+            std::fs::File::create(&log).unwrap().into(),
+        );
+        // A malformed request is refused with a debug line.
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", server.listen_url()))
+            .bearer_auth(server.keys["keys"]["alice"].as_str().unwrap())
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{label}");
+        // Long enough for several snapshot polls.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        server.stop();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.lines()
+                .any(|line| line.contains(" DEBUG ") && line.contains("request refused")),
+            "{label}: no debug line for the refusal: {text}"
+        );
+        assert_eq!(
+            text.contains("sqlx::query"),
+            statements_expected,
+            "{label}: {}",
+            text.lines()
+                .filter(|line| line.contains("sqlx"))
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}

@@ -41,6 +41,13 @@ impl DemoServer {
         let mut command = Command::new(BIN);
         command.env("RUST_LOG", "warn");
         command.envs(env.iter().copied());
+        // An empty `RUST_LOG` in `env` means none: the config's level decides.
+        if env
+            .iter()
+            .any(|(name, value)| *name == "RUST_LOG" && value.is_empty())
+        {
+            command.env_remove("RUST_LOG");
+        }
         command
             .args([
                 "serve",
