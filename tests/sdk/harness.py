@@ -147,6 +147,11 @@ def start_mock(binary: Path, log_path: Path) -> RunningMock:
     pytest.fail(f"the standalone mock did not start; its log ends with:\n{log_tail(log_path)}", pytrace=False)
 
 
+LIMITED_PRINCIPAL = "dara"
+LIMITED_ID = "dara-rpm"
+LIMITED_PER_MINUTE = 2
+
+
 def write_config(path: Path, mock_address: str) -> None:
     lines = ["[server]", f"max_body_bytes = {MAX_BODY_BYTES}", ""]
     for model in BRIDGE_MODELS:
@@ -161,6 +166,15 @@ def write_config(path: Path, mock_address: str) -> None:
             "tags = []",
             "",
         ]
+    # dara's requests are limited, for the rate-limit tests; no other test
+    # uses dara.
+    lines += [
+        "[[limits]]",
+        f'id = "{LIMITED_ID}"',
+        f'scope = {{ principal = "{LIMITED_PRINCIPAL}" }}',
+        f"requests_per_minute = {LIMITED_PER_MINUTE}",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 

@@ -131,3 +131,34 @@ def test_a_body_just_under_the_limit_is_accepted(openai_client):
     )
 
     assert completion.choices[0].message.content == "y" * (MAX_BODY_BYTES // 2)
+
+
+def test_a_rate_limit_is_each_sdks_rate_limit_error_with_retry_after(
+    openai_client_for, anthropic_client_for
+):
+    """dara's `[[limits]]` admits LIMITED_PER_MINUTE requests; the next one
+    is refused with 429, `Retry-After` and the provider's own error."""
+    from harness import LIMITED_ID, LIMITED_PER_MINUTE, LIMITED_PRINCIPAL
+
+    openai_client = openai_client_for(LIMITED_PRINCIPAL)
+    for _ in range(LIMITED_PER_MINUTE):
+        openai_client.chat.completions.create(
+            model="haiku", messages=[{"role": "user", "content": "hi"}]
+        )
+    with pytest.raises(openai.RateLimitError) as refused:
+        openai_client.chat.completions.create(
+            model="haiku", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert refused.value.status_code == 429
+    assert int(refused.value.response.headers["retry-after"]) >= 1
+    assert refused.value.response.headers["x-ratelimit-limit-requests"] == str(LIMITED_PER_MINUTE)
+    assert refused.value.code == "rate_limit_exceeded"
+    assert LIMITED_ID in str(refused.value)
+
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        anthropic_client_for(LIMITED_PRINCIPAL).messages.create(
+            model="haiku", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert refused.value.status_code == 429
+    assert int(refused.value.response.headers["retry-after"]) >= 1
+    assert refused.value.body["error"]["type"] == "rate_limit_error"

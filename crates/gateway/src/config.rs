@@ -29,6 +29,8 @@ pub struct Config {
     pub governance: GovernanceConfig,
     /// Models declared in config; they are upserted into the store at start.
     pub models: Vec<ModelDraft>,
+    /// Request-rate limits (`[[limits]]`), each replica counting its own.
+    pub limits: Vec<crate::limits::LimitConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -336,6 +338,7 @@ impl Config {
             field: field.to_owned(),
             reason: reason.to_owned(),
         };
+        crate::limits::validate(&self.limits)?;
         if !self.audit.enabled && std::env::var(AUDIT_OFF_ENV).as_deref() != Ok("1") {
             return Err(invalid(
                 "audit.enabled",

@@ -932,6 +932,18 @@ async fn handle(
     );
     record.decided(&snapshot, &model.name, now, &decision);
     check_decision(gateway, &model.name, decision)?;
+    // Limits count allowed requests only, before any safeguard or upstream
+    // work is spent on them.
+    if !gateway.limiter.is_empty() {
+        gateway.limiter.admit(&crate::limits::LimitSubject {
+            principal: caller.principal_id(),
+            organization: caller_attributes(&caller, &snapshot)
+                .and_then(|attributes| attributes.organization.as_deref()),
+            key: caller.credential_id(),
+            model: &model.name,
+            family: &model.family,
+        })?;
+    }
     drop(snapshot);
     let safeguard_outcome = gateway.safeguards.check_input(&model, &body).await?;
     if let (Some(outcome), Some(entry)) = (&safeguard_outcome, record.entry()) {

@@ -36,6 +36,9 @@ pub struct ApiError {
     pub retry_after_seconds: Option<u32>,
     /// The upstream's status, when the upstream refused the request.
     pub upstream_status: Option<u16>,
+    /// The request limit that refused it, for the OpenAI-style
+    /// `x-ratelimit-*-requests` headers.
+    pub request_limit: Option<u32>,
 }
 
 impl ApiError {
@@ -52,6 +55,7 @@ impl ApiError {
             source,
             retry_after_seconds: None,
             upstream_status: None,
+            request_limit: None,
         }
     }
 
@@ -129,6 +133,22 @@ impl ApiError {
                     "model `{model}` is restricted and this replica cannot confirm its policy state with the store right now; retry in {retry_after_seconds} s"
                 ),
                 ErrorSource::Internal,
+            )
+        }
+    }
+
+    /// A request over a rate limit: 429, OpenAI code `rate_limit_exceeded`
+    /// (Anthropic `rate_limit_error`), with `Retry-After` and the
+    /// `x-ratelimit-*-requests` headers.
+    pub fn rate_limited(message: String, retry_after_seconds: u32, limit: u32) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds),
+            request_limit: Some(limit),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                message,
+                ErrorSource::Policy,
             )
         }
     }
@@ -247,6 +267,17 @@ impl ApiError {
         );
         if let Some(seconds) = self.retry_after_seconds {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(limit) = self.request_limit {
+            headers.insert("x-ratelimit-limit-requests", HeaderValue::from(limit));
+            headers.insert("x-ratelimit-remaining-requests", HeaderValue::from(0u32));
+            if let Some(seconds) = self.retry_after_seconds {
+                headers.insert(
+                    "x-ratelimit-reset-requests",
+                    HeaderValue::from_str(&format!("{seconds}s"))
+                        .unwrap_or(HeaderValue::from_static("1s")),
+                );
+            }
         }
         response
     }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod governance;
 pub mod guard;
 pub mod inflight;
+pub mod limits;
 pub mod log_throttle;
 pub mod mock;
 pub mod orders;
@@ -68,6 +69,8 @@ pub struct Gateway {
     pub enforcement: orders::Enforcement,
     /// The cyber-misuse safeguards: the loaded cascade and its profiles.
     pub safeguards: guard::Safeguards,
+    /// The `[[limits]]` buckets of this replica.
+    pub limiter: limits::Limiter,
     /// What this replica has applied and when it last confirmed it with the
     /// store, which decides whether `fail_closed` models may be served.
     pub replica: replica::ReplicaState,
@@ -147,6 +150,7 @@ impl Gateway {
         let gateway = Arc::new(Self {
             oidc,
             policy,
+            limiter: limits::Limiter::new(&config.limits),
             config,
             store,
             clock,

@@ -15,6 +15,7 @@ mod admin;
 mod dataplane;
 mod governance;
 mod hardening;
+mod limits;
 mod oidc;
 mod orders;
 mod policies;
