@@ -202,3 +202,101 @@ async fn a_killed_gateway_leaves_a_log_that_verifies_with_every_acknowledged_adm
         lost.iter().take(5).collect::<Vec<_>>()
     );
 }
+
+/// SIGKILL while streams are open: each client sees its stream end without
+/// a normal finish (never a silent, complete-looking answer), the admission
+/// of every stream is on record, and the restarted gateway's log verifies
+/// and serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_mid_stream_ends_the_streams_and_keeps_their_admissions() {
+    use futures_util::StreamExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, keys) = start(dir.path());
+    let listen = keys["listen"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for (principal, anthropic) in [("alice", false), ("dara", true), ("chen", false)] {
+        let key = keys["keys"][principal].as_str().unwrap();
+        let (path, body) = if anthropic {
+            (
+                "/v1/messages",
+                json!({"model": "haiku", "max_tokens": 400, "stream": true,
+                       "messages": [{"role": "user", "content": "tell me a long story"}]}),
+            )
+        } else {
+            (
+                "/v1/chat/completions",
+                json!({"model": "haiku", "max_tokens": 400, "stream": true,
+                       "messages": [{"role": "user", "content": "tell me a long story"}]}),
+            )
+        };
+        let response = http
+            .post(format!("http://{listen}{path}"))
+            .bearer_auth(key)
+            .header("anthropic-version", "2023-06-01")
+            .header("x-mock-token-interval-ms", "50")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{principal}");
+        let request_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let mut chunks = response.bytes_stream();
+        // The first event reached the client, so the admission is durable.
+        let first = chunks.next().await.unwrap().unwrap();
+        assert!(!first.is_empty());
+        streams.push((principal, anthropic, request_id, chunks));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    for (principal, anthropic, _, chunks) in &mut streams {
+        // The stream ends, by a reset or an early end of body.
+        let mut rest = String::new();
+        while let Some(Ok(bytes)) = chunks.next().await {
+            rest.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        let finished = if *anthropic {
+            rest.contains("message_stop")
+        } else {
+            rest.contains("[DONE]")
+        };
+        assert!(
+            !finished,
+            "{principal}: the stream looked complete after the kill: {rest}"
+        );
+    }
+
+    let (mut child, keys) = start(dir.path());
+    let listen = keys["listen"].as_str().unwrap();
+    let response = http
+        .post(format!("http://{listen}/v1/chat/completions"))
+        .bearer_auth(keys["keys"]["alice"].as_str().unwrap())
+        .json(&json!({"model": "haiku", "messages": [{"role": "user", "content": "after"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let verified = verify(dir.path());
+    assert!(
+        verified.status.success(),
+        "audit verify failed after a kill mid-stream: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let decided = common::stored_decision_request_ids(dir.path());
+    for (principal, _, request_id, _) in &streams {
+        assert!(
+            decided.contains(request_id),
+            "{principal}: the admission of stream {request_id} is not on record"
+        );
+    }
+}
