@@ -900,7 +900,7 @@ async fn handle(
     // Register before loading the snapshot that decides: an order applied
     // from here on either is in that snapshot or finds this request in the
     // registry (see `inflight`).
-    let (inflight, cut) = gateway.inflight.register(
+    let (mut inflight, cut) = gateway.inflight.register(
         caller.principal_id(),
         caller.carried_attributes(),
         &model_name,
@@ -935,14 +935,19 @@ async fn handle(
     // Limits count allowed requests only, before any safeguard or upstream
     // work is spent on them.
     if !gateway.limiter.is_empty() {
-        gateway.limiter.admit(&crate::limits::LimitSubject {
-            principal: caller.principal_id(),
-            organization: caller_attributes(&caller, &snapshot)
-                .and_then(|attributes| attributes.organization.as_deref()),
-            key: caller.credential_id(),
-            model: &model.name,
-            family: &model.family,
-        })?;
+        let permit = gateway.limiter.admit(
+            &crate::limits::LimitSubject {
+                principal: caller.principal_id(),
+                organization: caller_attributes(&caller, &snapshot)
+                    .and_then(|attributes| attributes.organization.as_deref()),
+                key: caller.credential_id(),
+                model: &model.name,
+                family: &model.family,
+            },
+            stream,
+        )?;
+        // Stream slots are held as long as the request is in flight.
+        inflight.hold(permit);
     }
     drop(snapshot);
     let safeguard_outcome = gateway.safeguards.check_input(&model, &body).await?;

@@ -67,6 +67,15 @@ pub struct Inflight {
 pub struct InflightGuard {
     registry: Arc<Inflight>,
     id: u64,
+    /// Stream slots of `[[limits]]`, given back when the request ends.
+    permit: Option<crate::limits::LimitPermit>,
+}
+
+impl InflightGuard {
+    /// Keeps `permit` for as long as the request is in flight.
+    pub fn hold(&mut self, permit: crate::limits::LimitPermit) {
+        self.permit = Some(permit);
+    }
 }
 
 impl Drop for InflightGuard {
@@ -139,6 +148,7 @@ impl Inflight {
             InflightGuard {
                 registry: self.clone(),
                 id,
+                permit: None,
             },
             signal,
         )

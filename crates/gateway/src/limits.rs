@@ -9,13 +9,18 @@
 //! one takes nothing from the others. Counters live in this process: each
 //! replica enforces its own limits.
 //!
+//! `concurrent_streams = N` admits at most N streaming requests of the
+//! scope at once; the slot is held for the stream's whole life (see
+//! [`LimitPermit`]) and a stream over it is refused before it starts.
+//!
 //! Token and budget limits (`input_tokens_per_minute`,
-//! `output_tokens_per_minute`, `tokens_per_day`, `tokens_per_month`) and
-//! `concurrent_streams` are part of the contract but not enforced yet: a
-//! config naming them is refused at start, so nobody believes in a budget
-//! that does not exist.
+//! `output_tokens_per_minute`, `tokens_per_day`, `tokens_per_month`) are
+//! part of the contract but not enforced yet: a config naming them is
+//! refused at start, so nobody believes in a budget that does not exist.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -113,22 +118,26 @@ pub fn validate(limits: &[LimitConfig]) -> Result<(), ConfigError> {
             ),
             ("tokens_per_day", limit.tokens_per_day.is_some()),
             ("tokens_per_month", limit.tokens_per_month.is_some()),
-            ("concurrent_streams", limit.concurrent_streams.is_some()),
         ];
         if let Some((name, _)) = not_yet.iter().find(|(_, set)| *set) {
             return Err(invalid(
                 field(name),
-                "is not enforced by this version; only requests_per_second and requests_per_minute are, so the limit is refused rather than ignored".into(),
+                "is not enforced by this version; only requests_per_second, requests_per_minute and concurrent_streams are, so the limit is refused rather than ignored".into(),
             ));
         }
-        match (limit.requests_per_second, limit.requests_per_minute) {
-            (None, None) => {
+        match (
+            limit.requests_per_second,
+            limit.requests_per_minute,
+            limit.concurrent_streams,
+        ) {
+            (None, None, None) => {
                 return Err(invalid(
                     field("requests_per_minute"),
-                    "a limit needs requests_per_second or requests_per_minute".into(),
+                    "a limit needs requests_per_second, requests_per_minute or concurrent_streams"
+                        .into(),
                 ));
             }
-            (Some(0), _) | (_, Some(0)) => {
+            (Some(0), _, _) | (_, Some(0), _) | (_, _, Some(0)) => {
                 return Err(invalid(
                     field("requests_per_minute"),
                     "must be above 0 (remove the model from the registry to refuse every request)"
@@ -179,6 +188,23 @@ impl Bucket {
 struct Limit {
     config: LimitConfig,
     buckets: Mutex<Vec<(&'static str, Bucket)>>,
+    /// Streams of the scope running now.
+    streams: Arc<AtomicU32>,
+}
+
+/// The stream slots a request holds; they are given back when it is
+/// dropped, which is when the stream ends however it ends.
+#[derive(Debug, Default)]
+pub struct LimitPermit {
+    slots: Vec<Arc<AtomicU32>>,
+}
+
+impl Drop for LimitPermit {
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            slot.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Every limit of this replica.
@@ -220,6 +246,7 @@ impl Limiter {
                     Limit {
                         config: config.clone(),
                         buckets: Mutex::new(buckets),
+                        streams: Arc::new(AtomicU32::new(0)),
                     }
                 })
                 .collect(),
@@ -230,20 +257,49 @@ impl Limiter {
         self.limits.is_empty()
     }
 
-    /// Takes one request from every limit that covers `subject`, or none of
-    /// them when any is exhausted.
-    pub fn admit(&self, subject: &LimitSubject<'_>) -> Result<(), OverLimit> {
-        self.admit_at(subject, Instant::now())
+    /// Takes one request from every limit that covers `subject` (and, for
+    /// a stream, a stream slot), or nothing when any limit is exhausted.
+    pub fn admit(
+        &self,
+        subject: &LimitSubject<'_>,
+        stream: bool,
+    ) -> Result<LimitPermit, OverLimit> {
+        self.admit_at(subject, stream, Instant::now())
     }
 
-    fn admit_at(&self, subject: &LimitSubject<'_>, now: Instant) -> Result<(), OverLimit> {
+    fn admit_at(
+        &self,
+        subject: &LimitSubject<'_>,
+        stream: bool,
+        now: Instant,
+    ) -> Result<LimitPermit, OverLimit> {
         let matching: Vec<&Limit> = self
             .limits
             .iter()
             .filter(|limit| limit.config.scope.matches(subject))
             .collect();
+        let mut permit = LimitPermit::default();
         if matching.is_empty() {
-            return Ok(());
+            return Ok(permit);
+        }
+        // Stream slots first: reserved one by one, and given back (by the
+        // permit's drop) if any limit refuses.
+        if stream {
+            for limit in &matching {
+                let Some(max) = limit.config.concurrent_streams else {
+                    continue;
+                };
+                let before = limit.streams.fetch_add(1, Ordering::AcqRel);
+                permit.slots.push(limit.streams.clone());
+                if before >= max {
+                    return Err(OverLimit {
+                        limit_id: limit.config.id.clone(),
+                        rate: "concurrent_streams",
+                        limit: max,
+                        retry_after_seconds: 1,
+                    });
+                }
+            }
         }
         // Locks are taken in declaration order, so two requests never wait
         // on each other's locks in opposite orders.
@@ -278,7 +334,7 @@ impl Limiter {
                 bucket.tokens -= 1.0;
             }
         }
-        Ok(())
+        Ok(permit)
     }
 }
 
@@ -339,17 +395,21 @@ mod tests {
         let start = Instant::now();
         let alice = subject("alice", "haiku");
         for _ in 0..5 {
-            assert_eq!(limiter.admit_at(&alice, start), Ok(()));
+            assert!(limiter.admit_at(&alice, false, start).is_ok());
         }
-        let refused = limiter.admit_at(&alice, start).unwrap_err();
+        let refused = limiter.admit_at(&alice, false, start).unwrap_err();
         assert_eq!(refused.limit_id, "alice-rpm");
         assert_eq!(refused.retry_after_seconds, 12);
         // Others are not counted against alice's limit.
-        assert_eq!(limiter.admit_at(&subject("bruno", "haiku"), start), Ok(()));
+        assert!(
+            limiter
+                .admit_at(&subject("bruno", "haiku"), false, start)
+                .is_ok()
+        );
         // One request back after 12 s, not two.
         let later = start + Duration::from_secs(12);
-        assert_eq!(limiter.admit_at(&alice, later), Ok(()));
-        assert!(limiter.admit_at(&alice, later).is_err());
+        assert!(limiter.admit_at(&alice, false, later).is_ok());
+        assert!(limiter.admit_at(&alice, false, later).is_err());
     }
 
     #[test]
@@ -364,25 +424,98 @@ mod tests {
             limit("fable", LimitScope::Model("fable".into()), Some(1), None),
         ]);
         let now = Instant::now();
-        assert_eq!(limiter.admit_at(&subject("alice", "fable"), now), Ok(()));
+        assert!(
+            limiter
+                .admit_at(&subject("alice", "fable"), false, now)
+                .is_ok()
+        );
         // fable's per-second bucket is empty: refused, and the org's bucket
         // keeps its two remaining requests.
         assert_eq!(
             limiter
-                .admit_at(&subject("bruno", "fable"), now)
+                .admit_at(&subject("bruno", "fable"), false, now)
                 .unwrap_err()
                 .limit_id,
             "fable"
         );
-        assert_eq!(limiter.admit_at(&subject("bruno", "haiku"), now), Ok(()));
-        assert_eq!(limiter.admit_at(&subject("chen", "haiku"), now), Ok(()));
+        assert!(
+            limiter
+                .admit_at(&subject("bruno", "haiku"), false, now)
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .admit_at(&subject("chen", "haiku"), false, now)
+                .is_ok()
+        );
         assert_eq!(
             limiter
-                .admit_at(&subject("dara", "haiku"), now)
+                .admit_at(&subject("dara", "haiku"), false, now)
                 .unwrap_err()
                 .limit_id,
             "org"
         );
+    }
+
+    #[test]
+    fn a_stream_slot_is_held_until_the_permit_is_dropped() {
+        let mut streams = limit(
+            "acme-streams",
+            LimitScope::Organization("acme".into()),
+            None,
+            None,
+        );
+        streams.concurrent_streams = Some(2);
+        let limiter = Limiter::new(&[
+            streams,
+            limit(
+                "alice-rps",
+                LimitScope::Principal("alice".into()),
+                Some(1),
+                None,
+            ),
+        ]);
+        let now = Instant::now();
+        let first = limiter
+            .admit_at(&subject("bruno", "haiku"), true, now)
+            .unwrap();
+        let second = limiter
+            .admit_at(&subject("chen", "haiku"), true, now)
+            .unwrap();
+        let refused = limiter
+            .admit_at(&subject("dara", "haiku"), true, now)
+            .unwrap_err();
+        assert_eq!(refused.rate, "concurrent_streams");
+        // Whole answers hold no slot.
+        assert!(
+            limiter
+                .admit_at(&subject("dara", "haiku"), false, now)
+                .is_ok()
+        );
+        drop(first);
+        let third = limiter
+            .admit_at(&subject("dara", "haiku"), true, now)
+            .unwrap();
+        // A stream refused by another limit gives its slot back.
+        assert!(
+            limiter
+                .admit_at(&subject("alice", "haiku"), false, now)
+                .is_ok()
+        );
+        drop(second);
+        assert_eq!(
+            limiter
+                .admit_at(&subject("alice", "haiku"), true, now)
+                .unwrap_err()
+                .limit_id,
+            "alice-rps"
+        );
+        assert!(
+            limiter
+                .admit_at(&subject("emeka", "haiku"), true, now)
+                .is_ok()
+        );
+        drop(third);
     }
 
     #[test]
@@ -411,6 +544,9 @@ mod tests {
         let ok = limit("a", LimitScope::Principal("alice".into()), None, Some(5));
         let mut tokens = ok.clone();
         tokens.tokens_per_day = Some(1000);
+        let mut streams_only = ok.clone();
+        streams_only.requests_per_minute = None;
+        streams_only.concurrent_streams = Some(4);
         let mut no_rate = ok.clone();
         no_rate.requests_per_minute = None;
         let mut zero = ok.clone();
@@ -419,6 +555,7 @@ mod tests {
         blank.id = " ".into();
         let cases = [
             (vec![ok.clone()], None),
+            (vec![streams_only], None),
             (vec![ok.clone(), ok.clone()], Some("limits[1].id")),
             (vec![tokens], Some("limits[0].tokens_per_day")),
             (vec![no_rate], Some("limits[0].requests_per_minute")),

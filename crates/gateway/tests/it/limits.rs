@@ -110,8 +110,8 @@ fn limits_that_would_be_ignored_are_refused_at_start() {
             "tokens_per_day",
         ),
         (
-            json!({"id": "c", "scope": {"key": "key_1"}, "concurrent_streams": 2}),
-            "concurrent_streams",
+            json!({"id": "c", "scope": {"key": "key_1"}, "input_tokens_per_minute": 2000}),
+            "input_tokens_per_minute",
         ),
         (
             json!({"id": "n", "scope": {"family": "frontier"}}),
@@ -135,4 +135,64 @@ fn limits_that_would_be_ignored_are_refused_at_start() {
         config.limits[0].scope,
         LimitScope::Principal("alice".into())
     );
+}
+
+#[tokio::test]
+async fn a_stream_slot_is_held_for_the_streams_life() {
+    use futures_util::StreamExt as _;
+    let config = Config {
+        limits: vec![
+            serde_json::from_value(json!({"id": "alice-streams", "scope": {"principal": "alice"}, "concurrent_streams": 1}))
+                .unwrap(),
+        ],
+        ..Config::default()
+    };
+    let gw = TestGateway::start(config, vec![]).await;
+    let stream = |interval: &'static str| {
+        gw.http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(gw.key("alice"))
+            .header("x-mock-token-interval-ms", interval)
+            .json(&json!({"model": "haiku", "stream": true, "max_tokens": 40,
+                          "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    let first = stream("50").await.unwrap();
+    assert_eq!(first.status(), 200);
+    let mut chunks = first.bytes_stream();
+    assert!(chunks.next().await.is_some());
+    let second = stream("0").await.unwrap();
+    assert_eq!(second.status(), 429);
+    assert_eq!(second.headers()["retry-after"], "1");
+    let body: Value = second.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("concurrent streams"),
+        "{body}"
+    );
+    // A whole answer takes no stream slot.
+    let whole = gw
+        .http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(gw.key("alice"))
+        .json(&json!({"model": "haiku", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    // The slot comes back when the first stream ends.
+    while chunks.next().await.is_some() {}
+    drop(chunks);
+    let mut third = None;
+    for _ in 0..50 {
+        let response = stream("0").await.unwrap();
+        if response.status() == 200 {
+            third = Some(response);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(third.is_some(), "the slot was never given back");
 }
