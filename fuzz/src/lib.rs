@@ -4,8 +4,8 @@
 //!
 //! The fuzz targets (`fuzz_targets/*.rs`, nightly, libFuzzer) call these;
 //! the workspace test `crates/portcullis/tests/it/fuzz_corpora.rs` includes
-//! this file and replays the committed corpora (`corpus/TARGET/*`) through
-//! the same functions on stable.
+//! this file and replays the committed seeds and corpora (`seeds/TARGET/*`,
+//! `corpus/TARGET/*`) through the same functions on stable.
 
 use std::sync::{Arc, OnceLock};
 

@@ -1,19 +1,24 @@
-//! The committed fuzz corpora (`fuzz/corpus/TARGET/*`), replayed on stable
-//! through the same functions the nightly fuzz targets call
-//! (`fuzz/src/lib.rs`): every input a fuzzer found or a person wrote stays a
-//! regression test. Timed runs: `scripts/fuzz TARGET [SECONDS]`.
+//! The committed fuzz inputs, replayed on stable through the same functions
+//! the nightly fuzz targets call (`fuzz/src/lib.rs`): the hand-written seeds
+//! (`fuzz/seeds/TARGET/*`) and what the fuzzer found (`fuzz/corpus/TARGET/*`,
+//! minimised), so every such input stays a regression test. Timed runs: `scripts/fuzz TARGET [SECONDS]`.
 
 use std::path::{Path, PathBuf};
 
 #[path = "../../../../fuzz/src/lib.rs"]
 mod harness;
 
-fn corpus(target: &str) -> Vec<PathBuf> {
+/// The files of `fuzz/KIND/TARGET`, sorted; none when the directory is
+/// missing (a target whose fuzzer has found nothing yet has no corpus).
+fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
+        .join("../../fuzz")
+        .join(kind)
         .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|error| panic!("no corpus at {}: {error}", dir.display()))
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.is_file())
         .collect();
@@ -33,9 +38,9 @@ fn every_committed_fuzz_input_is_handled_without_a_panic() {
         ("audit_proofs", harness::audit_proofs),
     ];
     for (target, run) in targets {
-        let files = corpus(target);
-        assert!(files.len() >= 3, "{target}: only {} seeds", files.len());
-        for file in files {
+        let seeds = inputs("seeds", target);
+        assert!(seeds.len() >= 3, "{target}: only {} seeds", seeds.len());
+        for file in seeds.into_iter().chain(inputs("corpus", target)) {
             let data = std::fs::read(&file).unwrap();
             let outcome = std::panic::catch_unwind(|| run(&data));
             assert!(outcome.is_ok(), "{target}: {} panicked", file.display());
@@ -100,7 +105,7 @@ fn the_audit_seeds_are_valid_proofs_under_the_harness_key() {
         ("checkpoint.note", checkpoint),
         ("report.sig", report_note),
     ];
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/audit_proofs");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/audit_proofs");
     let update = std::env::var("PORTCULLIS_UPDATE_FUZZ_SEEDS").is_ok_and(|value| value == "1");
     for (name, fresh) in seeds {
         let path = dir.join(name);
@@ -111,7 +116,7 @@ fn the_audit_seeds_are_valid_proofs_under_the_harness_key() {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert_eq!(
             committed, fresh,
-            "fuzz/corpus/audit_proofs/{name} is out of date; regenerate it with PORTCULLIS_UPDATE_FUZZ_SEEDS=1"
+            "fuzz/seeds/audit_proofs/{name} is out of date; regenerate it with PORTCULLIS_UPDATE_FUZZ_SEEDS=1"
         );
     }
 }
