@@ -128,3 +128,74 @@ def test_system_prompt_and_history_survive_translation(anthropic_client, openai_
     )
     assert completion.choices[0].message.content == "second turn"
     assert completion.usage.prompt_tokens == 2 + 3 + 2 + 3
+
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+    "required": ["city", "days"],
+}
+WEATHER_ARGUMENTS = {"city": "mock", "days": 1}
+
+
+def test_openai_sdk_tool_call_on_an_anthropic_upstream(openai_client):
+    """The mock (Anthropic format) calls the tool; the OpenAI SDK sees a
+    native tool call, then answers with the result."""
+    import json
+
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}]
+    messages = [{"role": "user", "content": "Weather in Oslo?"}]
+    completion = openai_client.chat.completions.create(model="an-bridge", max_tokens=16, tools=tools, messages=messages)
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == WEATHER_ARGUMENTS
+
+    stream = openai_client.chat.completions.create(
+        model="an-bridge", max_tokens=16, tools=tools, messages=messages, stream=True
+    )
+    arguments, name, finish = "", None, None
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        for piece in delta.tool_calls or []:
+            assert piece.index == 0
+            name = piece.function.name or name
+            arguments += piece.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert name == "get_weather" and finish == "tool_calls"
+    assert json.loads(arguments) == WEATHER_ARGUMENTS
+
+    messages += [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "4 degrees"},
+    ]
+    answer = openai_client.chat.completions.create(model="an-bridge", max_tokens=4, tools=tools, messages=messages)
+    assert answer.choices[0].message.tool_calls is None
+    assert answer.choices[0].message.content
+
+
+def test_anthropic_sdk_tool_use_on_an_openai_upstream(anthropic_client):
+    """The mock (OpenAI format) calls the tool; the Anthropic SDK sees a
+    native tool_use block, streamed too, then answers with the result."""
+    tools = [{"name": "get_weather", "description": "Forecast", "input_schema": WEATHER_SCHEMA}]
+    messages = [{"role": "user", "content": "Weather in Oslo?"}]
+    message = anthropic_client.messages.create(model="oa-bridge", max_tokens=16, tools=tools, messages=messages)
+    assert message.stop_reason == "tool_use"
+    block = next(b for b in message.content if b.type == "tool_use")
+    assert block.name == "get_weather" and block.input == WEATHER_ARGUMENTS
+
+    with anthropic_client.messages.stream(model="oa-bridge", max_tokens=16, tools=tools, messages=messages) as stream:
+        final = stream.get_final_message()
+    streamed = next(b for b in final.content if b.type == "tool_use")
+    assert streamed.name == "get_weather" and streamed.input == WEATHER_ARGUMENTS
+    assert final.stop_reason == "tool_use"
+
+    messages += [
+        {"role": "assistant", "content": [block.model_dump()]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "4 degrees"}]},
+    ]
+    answer = anthropic_client.messages.create(model="oa-bridge", max_tokens=4, tools=tools, messages=messages)
+    assert [b.type for b in answer.content] == ["text"]

@@ -1219,7 +1219,14 @@ async fn serve_mock(
     cut: &CutSignal,
     record: &mut DecisionRecord,
 ) -> Result<Response, ApiError> {
-    let plan = mock::plan(body, &model.upstream_model);
+    let plan = mock::plan_with_tool(
+        body,
+        &model.upstream_model,
+        parts
+            .headers
+            .get(mock::TOOL_CALL_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
     match plan.failure {
         mock::MockFailure::ServerError => {
             metrics::counter!("portcullis_upstream_errors_total", "kind" => "status_5xx")

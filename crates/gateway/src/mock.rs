@@ -64,14 +64,27 @@ pub enum MockFailure {
     Hang,
 }
 
+/// Header naming the tool the mock calls, instead of the first one.
+pub const TOOL_CALL_HEADER: &str = "x-mock-tool-call";
+
+/// A tool call the mock answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockToolCall {
+    pub name: String,
+    /// Built from the tool schema's required properties.
+    pub arguments: Value,
+}
+
 /// A planned answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MockPlan {
+    /// Text chunks, or for a tool call the fragments of its JSON arguments.
     pub tokens: Vec<String>,
     pub prompt_tokens: u64,
     pub finish_length: bool,
     pub failure: MockFailure,
     pub include_usage: bool,
+    pub tool_call: Option<MockToolCall>,
 }
 
 impl MockPlan {
@@ -92,8 +105,130 @@ fn message_text(content: Option<&Value>) -> String {
     }
 }
 
+/// Whether the last message is a tool result (OpenAI `role: tool`, or an
+/// Anthropic user turn holding `tool_result` blocks).
+fn last_is_tool_result(messages: &[Value]) -> bool {
+    messages.last().is_some_and(|message| {
+        message.get("role").and_then(Value::as_str) == Some("tool")
+            || message
+                .get("content")
+                .and_then(Value::as_array)
+                .is_some_and(|blocks| {
+                    blocks.iter().any(|block| {
+                        block.get("type").and_then(Value::as_str) == Some("tool_result")
+                    })
+                })
+    })
+}
+
+/// A value of the schema's type: what a required property gets.
+fn sample_value(schema: &Value) -> Value {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        return first.clone();
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("integer") | Some("number") => json!(1),
+        Some("boolean") => json!(true),
+        Some("array") => json!([]),
+        Some("object") => sample_arguments(schema),
+        _ => json!("mock"),
+    }
+}
+
+/// Arguments with every required property of `schema` filled in.
+fn sample_arguments(schema: &Value) -> Value {
+    let mut arguments = Map::new();
+    for name in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let property = schema
+            .get("properties")
+            .and_then(|p| p.get(name))
+            .unwrap_or(&Value::Null);
+        arguments.insert(name.to_owned(), sample_value(property));
+    }
+    Value::Object(arguments)
+}
+
+/// The tool the mock calls, per the DESIGN contract: when the request
+/// carries tools, `tool_choice` is not `none` and the last message is not a
+/// tool result: the tool named by `x-mock-tool-call` or `tool_choice`, else
+/// the first. Both formats' tool shapes are read.
+fn plan_tool_call(
+    body: &Map<String, Value>,
+    messages: &[Value],
+    forced: Option<&str>,
+) -> Option<MockToolCall> {
+    let tools = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty())?;
+    let choice = body.get("tool_choice");
+    let none = choice.is_some_and(|c| c == "none" || c.get("type").is_some_and(|t| t == "none"));
+    if none || last_is_tool_result(messages) {
+        return None;
+    }
+    let named = |tool: &Value| -> Option<(String, Value)> {
+        match tool.get("function") {
+            Some(function) => Some((
+                function.get("name")?.as_str()?.to_owned(),
+                function.get("parameters").cloned().unwrap_or(Value::Null),
+            )),
+            None => Some((
+                tool.get("name")?.as_str()?.to_owned(),
+                tool.get("input_schema").cloned().unwrap_or(Value::Null),
+            )),
+        }
+    };
+    let chosen_name = forced.map(str::to_owned).or_else(|| {
+        choice
+            .and_then(|c| {
+                c.get("function")
+                    .and_then(|f| f.get("name"))
+                    .or_else(|| c.get("name"))
+            })
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    let all: Vec<(String, Value)> = tools.iter().filter_map(named).collect();
+    let (name, schema) = match chosen_name {
+        Some(wanted) => all.into_iter().find(|(name, _)| *name == wanted)?,
+        None => all.into_iter().next()?,
+    };
+    Some(MockToolCall {
+        name,
+        arguments: sample_arguments(&schema),
+    })
+}
+
+/// Splits a tool call's JSON arguments into a few fragments, as real
+/// upstreams stream them.
+fn argument_fragments(arguments: &Value) -> Vec<String> {
+    let text = arguments.to_string();
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(3).max(1);
+    chars.chunks(size).map(|c| c.iter().collect()).collect()
+}
+
 /// Plans the answer to a request body in either format.
 pub fn plan(body: &Map<String, Value>, upstream_model: &str) -> MockPlan {
+    plan_with_tool(body, upstream_model, None)
+}
+
+/// [`plan`], with the `x-mock-tool-call` header's tool name.
+pub fn plan_with_tool(
+    body: &Map<String, Value>,
+    upstream_model: &str,
+    forced_tool: Option<&str>,
+) -> MockPlan {
     let messages = body
         .get("messages")
         .and_then(Value::as_array)
@@ -152,14 +287,24 @@ pub fn plan(body: &Map<String, Value>, upstream_model: &str) -> MockPlan {
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let tool_call = plan_tool_call(body, messages, forced_tool);
+    let (tokens, finish_length) = match &tool_call {
+        Some(call) => (argument_fragments(&call.arguments), false),
+        None => (tokens, finish_length),
+    };
     MockPlan {
         tokens,
         prompt_tokens,
         finish_length,
         failure,
         include_usage,
+        tool_call,
     }
 }
+
+/// The tool call's id in each format.
+const MOCK_CALL_ID: &str = "call_mock_1";
+const MOCK_TOOL_USE_ID: &str = "toolu_mock_1";
 
 fn split_keeping_spaces(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -179,6 +324,25 @@ fn split_keeping_spaces(text: &str) -> Vec<String> {
 /// The complete (non-streaming) answer body.
 pub fn complete_body(format: ApiFormat, plan: &MockPlan, model: &str) -> Value {
     let completion = plan.tokens.len() as u64;
+    if let Some(call) = &plan.tool_call {
+        return match format {
+            ApiFormat::OpenAi => json!({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": MOCK_CREATED, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": null,
+                             "tool_calls": [{"id": MOCK_CALL_ID, "type": "function",
+                                             "function": {"name": call.name, "arguments": call.arguments.to_string()}}]},
+                             "logprobs": null, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": plan.prompt_tokens, "completion_tokens": completion,
+                          "total_tokens": plan.prompt_tokens + completion},
+            }),
+            ApiFormat::Anthropic => json!({
+                "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "tool_use", "id": MOCK_TOOL_USE_ID, "name": call.name, "input": call.arguments}],
+                "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": completion},
+            }),
+        };
+    }
     match format {
         ApiFormat::OpenAi => json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": MOCK_CREATED, "model": model,
@@ -221,15 +385,37 @@ pub fn stream_frames(
                 )
             };
             head.push(chunk(json!({"role": "assistant", "content": ""}), None));
-            let frames = plan
-                .tokens
-                .iter()
-                .map(|t| chunk(json!({"content": t}), None))
-                .collect();
-            tail.push(chunk(
-                json!({}),
-                Some(if plan.finish_length { "length" } else { "stop" }),
-            ));
+            let frames = match &plan.tool_call {
+                Some(call) => {
+                    head.push(chunk(
+                        json!({"tool_calls": [{"index": 0, "id": MOCK_CALL_ID, "type": "function",
+                                               "function": {"name": call.name, "arguments": ""}}]}),
+                        None,
+                    ));
+                    plan.tokens
+                        .iter()
+                        .map(|t| {
+                            chunk(
+                                json!({"tool_calls": [{"index": 0, "function": {"arguments": t}}]}),
+                                None,
+                            )
+                        })
+                        .collect()
+                }
+                None => plan
+                    .tokens
+                    .iter()
+                    .map(|t| chunk(json!({"content": t}), None))
+                    .collect(),
+            };
+            let finish = if plan.tool_call.is_some() {
+                "tool_calls"
+            } else if plan.finish_length {
+                "length"
+            } else {
+                "stop"
+            };
+            tail.push(chunk(json!({}), Some(finish)));
             if plan.include_usage {
                 tail.push(data_frame(
                     &json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": MOCK_CREATED,
@@ -250,18 +436,32 @@ pub fn stream_frames(
                         "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": 1}}})
                 .to_string(),
             ));
+            let block = match &plan.tool_call {
+                Some(call) => {
+                    json!({"type": "tool_use", "id": MOCK_TOOL_USE_ID, "name": call.name, "input": {}})
+                }
+                None => json!({"type": "text", "text": ""}),
+            };
             head.push(named_frame(
                 "content_block_start",
-                &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}).to_string(),
+                &json!({"type": "content_block_start", "index": 0, "content_block": block})
+                    .to_string(),
             ));
             head.push(named_frame("ping", &json!({"type": "ping"}).to_string()));
+            let tool = plan.tool_call.is_some();
             let frames = plan
                 .tokens
                 .iter()
                 .map(|t| {
+                    let delta = if tool {
+                        json!({"type": "input_json_delta", "partial_json": t})
+                    } else {
+                        json!({"type": "text_delta", "text": t})
+                    };
                     named_frame(
                         "content_block_delta",
-                        &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}).to_string(),
+                        &json!({"type": "content_block_delta", "index": 0, "delta": delta})
+                            .to_string(),
                     )
                 })
                 .collect();
@@ -272,7 +472,7 @@ pub fn stream_frames(
             tail.push(named_frame(
                 "message_delta",
                 &json!({"type": "message_delta",
-                        "delta": {"stop_reason": if plan.finish_length { "max_tokens" } else { "end_turn" }, "stop_sequence": null},
+                        "delta": {"stop_reason": if tool { "tool_use" } else if plan.finish_length { "max_tokens" } else { "end_turn" }, "stop_sequence": null},
                         "usage": {"output_tokens": completion}})
                 .to_string(),
             ));
@@ -353,6 +553,11 @@ async fn anthropic_handler(State(server): State<MockServer>, request: Request) -
 
 async fn serve(server: MockServer, format: ApiFormat, request: Request) -> Response {
     let interval = token_interval(request.headers(), server.default_token_interval);
+    let forced_tool = request
+        .headers()
+        .get(TOOL_CALL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let bytes = match axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024).await {
         Ok(bytes) => bytes,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response(),
@@ -377,7 +582,7 @@ async fn serve(server: MockServer, format: ApiFormat, request: Request) -> Respo
         .and_then(Value::as_str)
         .unwrap_or("mock")
         .to_owned();
-    let plan = plan(&body, &model);
+    let plan = plan_with_tool(&body, &model, forced_tool.as_deref());
     match plan.failure {
         MockFailure::ServerError => {
             let body = match format {

@@ -197,7 +197,7 @@ async fn translation_works_both_ways_over_http_streaming_included() {
         .http
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth(gw.key("alice"))
-        .json(&json!({"model": "an-bridge", "messages": [], "tools": [{"type": "function"}]}))
+        .json(&json!({"model": "an-bridge", "messages": [], "tools": [{"type": "file_search"}]}))
         .send()
         .await
         .unwrap();

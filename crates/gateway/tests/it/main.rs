@@ -20,3 +20,4 @@ mod oidc;
 mod orders;
 mod policies;
 mod safeguards;
+mod tools;
