@@ -82,6 +82,11 @@ pub struct ModelDraft {
     /// The name of an environment variable holding the upstream API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// Pass the client's `x-mock-*` headers on to this upstream: for a
+    /// deployment pointed at `portcullis mock`. Off by default; the
+    /// built-in `mock` provider always reads them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_mock_headers: bool,
 }
 
 /// Why a model declaration was refused.
@@ -116,6 +121,8 @@ pub struct Model {
     pub api_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forward_mock_headers: bool,
 }
 
 impl Model {
@@ -179,6 +186,7 @@ impl ModelDraft {
             safeguard_profile: self.safeguard_profile,
             api_key: self.api_key,
             api_key_env: self.api_key_env,
+            forward_mock_headers: self.forward_mock_headers,
         })
     }
 }
@@ -196,6 +204,7 @@ impl From<&Model> for ModelDraft {
             safeguard_profile: model.safeguard_profile.clone(),
             api_key: model.api_key.clone(),
             api_key_env: model.api_key_env.clone(),
+            forward_mock_headers: model.forward_mock_headers,
         }
     }
 }
@@ -216,6 +225,7 @@ mod tests {
             safeguard_profile: None,
             api_key: None,
             api_key_env: None,
+            forward_mock_headers: false,
         }
     }
 

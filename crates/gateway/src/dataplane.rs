@@ -1001,7 +1001,7 @@ async fn handle(
         };
         Bytes::from(translated.to_string())
     };
-    let forwarded: Vec<(HeaderName, HeaderValue)> =
+    let mut forwarded: Vec<(HeaderName, HeaderValue)> =
         if upstream_format == ApiFormat::Anthropic && format == ApiFormat::Anthropic {
             ANTHROPIC_PASSTHROUGH_HEADERS
                 .iter()
@@ -1015,6 +1015,17 @@ async fn handle(
         } else {
             Vec::new()
         };
+    // The mock's test headers reach a model pointed at `portcullis mock`
+    // only when its config says so, and no other upstream ever.
+    if model.forward_mock_headers {
+        forwarded.extend(
+            parts
+                .headers
+                .iter()
+                .filter(|(name, _)| name.as_str().starts_with("x-mock-"))
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
+    }
     let answer = match until_cut(
         &cut,
         gateway

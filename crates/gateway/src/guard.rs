@@ -1430,6 +1430,7 @@ mod tests {
             safeguard_profile: profile.map(Into::into),
             api_key: None,
             api_key_env: None,
+            forward_mock_headers: false,
         }
     }
 

@@ -86,6 +86,7 @@ fn models() -> Vec<Model> {
                 safeguard_profile: safeguard_profile.map(str::to_owned),
                 api_key: None,
                 api_key_env: None,
+                forward_mock_headers: false,
             }
             .validate()
             .ok()

@@ -463,6 +463,7 @@ mod tests {
             safeguard_profile: safeguard_profile.map(str::to_owned),
             api_key: None,
             api_key_env: None,
+            forward_mock_headers: false,
         }
         .validate()
         .unwrap()

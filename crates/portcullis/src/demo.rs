@@ -49,6 +49,7 @@ pub fn demo_models() -> Vec<ModelDraft> {
             safeguard_profile: profile.map(Into::into),
             api_key: None,
             api_key_env: None,
+            forward_mock_headers: false,
         };
     vec![
         model(

@@ -51,6 +51,7 @@ async fn world() -> World {
             safeguard_profile: None,
             api_key: None,
             api_key_env: None,
+            forward_mock_headers: false,
         };
         store
             .upsert_model(&draft.validate().unwrap(), start)

@@ -57,6 +57,7 @@ pub fn model(
         safeguard_profile: None,
         api_key: None,
         api_key_env: None,
+        forward_mock_headers: false,
     }
 }
 

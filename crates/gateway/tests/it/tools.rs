@@ -243,3 +243,49 @@ async fn what_cannot_be_translated_is_refused_naming_it() {
         assert!(text.contains(named), "{named}: {text}");
     }
 }
+
+/// `x-mock-tool-call` reaches the standalone mock only through a model
+/// whose config sets `forward_mock_headers`.
+#[tokio::test]
+async fn mock_headers_reach_only_models_that_forward_them() {
+    let mock = start_mock().await;
+    let mut forwarding = model(
+        "an-forwarding",
+        Provider::Anthropic,
+        Some(format!("http://{mock}")),
+        "mock",
+        ReleaseState::Released,
+    );
+    forwarding.forward_mock_headers = true;
+    let plain = model(
+        "an-plain",
+        Provider::Anthropic,
+        Some(format!("http://{mock}")),
+        "mock",
+        ReleaseState::Released,
+    );
+    let gw = TestGateway::start(Config::default(), vec![forwarding, plain]).await;
+    let tools = json!([
+        {"type": "function", "function": {"name": "first", "parameters": {"type": "object"}}},
+        {"type": "function", "function": {"name": "second", "parameters": {"type": "object"}}},
+    ]);
+    for (model, expected) in [("an-forwarding", "second"), ("an-plain", "first")] {
+        let body: Value = gw
+            .http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(gw.key("alice"))
+            .header("x-mock-tool-call", "second")
+            .json(&json!({"model": model, "max_tokens": 8, "tools": tools,
+                          "messages": [{"role": "user", "content": "go"}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            body["choices"][0]["message"]["tool_calls"][0]["function"]["name"], expected,
+            "{model}: {body}"
+        );
+    }
+}

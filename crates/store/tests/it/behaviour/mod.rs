@@ -91,6 +91,7 @@ pub fn model(name: &str, tags: &[&str]) -> Model {
         safeguard_profile: None,
         api_key: None,
         api_key_env: None,
+        forward_mock_headers: false,
     }
     .validate()
     .unwrap()
