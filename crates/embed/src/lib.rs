@@ -107,9 +107,58 @@ impl Embedder {
     pub fn load(model_dir: &Path) -> Result<Self, EmbedError> {
         let config_path = model_dir.join("config.json");
         let config = BertConfig::read(&config_path)?;
+        let tokenizer_path = model_dir.join("tokenizer.json");
+        let tokenizer_json = std::fs::read(&tokenizer_path).map_err(|source| EmbedError::Io {
+            path: tokenizer_path.clone(),
+            source,
+        })?;
+        let weights_path = model_dir.join("model.safetensors");
+        let weights = std::fs::read(&weights_path).map_err(|source| EmbedError::Io {
+            path: weights_path.clone(),
+            source,
+        })?;
+        Self::assemble(
+            config,
+            &config_path,
+            &tokenizer_json,
+            &tokenizer_path,
+            &weights,
+            &weights_path,
+        )
+    }
+
+    /// Builds the model from the three files held in memory, for a model
+    /// compiled into the binary. `label` stands in for the directory in
+    /// error messages (for example `built-in stage-2 model`).
+    pub fn from_bytes(
+        config_json: &[u8],
+        tokenizer_json: &[u8],
+        weights: &[u8],
+        label: &Path,
+    ) -> Result<Self, EmbedError> {
+        let config_path = label.join("config.json");
+        let config = BertConfig::parse(config_json, &config_path)?;
+        Self::assemble(
+            config,
+            &config_path,
+            tokenizer_json,
+            &label.join("tokenizer.json"),
+            weights,
+            &label.join("model.safetensors"),
+        )
+    }
+
+    fn assemble(
+        config: BertConfig,
+        config_path: &Path,
+        tokenizer_json: &[u8],
+        tokenizer_path: &Path,
+        weights: &[u8],
+        weights_path: &Path,
+    ) -> Result<Self, EmbedError> {
         if config.max_position_embeddings < MAX_SEQUENCE_TOKENS {
             return Err(EmbedError::UnsupportedModel {
-                path: config_path,
+                path: config_path.to_path_buf(),
                 reason: format!(
                     "{} position embeddings, fewer than the {MAX_SEQUENCE_TOKENS}-token window",
                     config.max_position_embeddings
@@ -117,12 +166,11 @@ impl Embedder {
             });
         }
 
-        let tokenizer_path = model_dir.join("tokenizer.json");
         let tokenizer_error = |message: String| EmbedError::TokenizerLoad {
-            path: tokenizer_path.clone(),
+            path: tokenizer_path.to_path_buf(),
             message,
         };
-        let mut tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path)
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json)
             .map_err(|error| tokenizer_error(error.to_string()))?;
         // The shipped tokenizer.json pads and truncates to 128 tokens.
         // Padding would add `[PAD]` rows to the mean, and truncation would
@@ -147,7 +195,7 @@ impl Embedder {
             )));
         }
 
-        let encoder = BertEncoder::load(config, &model_dir.join("model.safetensors"))?;
+        let encoder = BertEncoder::from_bytes(config, weights, weights_path)?;
         Ok(Self {
             tokenizer,
             classifier_token_id,

@@ -44,11 +44,16 @@ fn default_position_embedding_type() -> String {
 
 impl BertConfig {
     pub(crate) fn read(path: &Path) -> Result<Self, EmbedError> {
-        let text = std::fs::read_to_string(path).map_err(|source| EmbedError::Io {
+        let text = std::fs::read(path).map_err(|source| EmbedError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: Self = serde_json::from_str(&text).map_err(|source| EmbedError::Config {
+        Self::parse(&text, path)
+    }
+
+    /// Parses `config.json` held in memory; `path` names it in errors.
+    pub(crate) fn parse(text: &[u8], path: &Path) -> Result<Self, EmbedError> {
+        let config: Self = serde_json::from_slice(text).map_err(|source| EmbedError::Config {
             path: path.to_path_buf(),
             source,
         })?;
@@ -143,7 +148,10 @@ struct WeightReader<'a> {
 }
 
 impl WeightReader<'_> {
-    /// Reads the tensor `name` as little-endian f32, checking its shape.
+    /// Reads the tensor `name` as f32, checking its shape. Weights stored as
+    /// little-endian f32 or f16 are accepted (the built-in fine-tuned model
+    /// is stored as f16 to halve its size); f16 is widened on load, so the
+    /// forward pass always runs in f32.
     fn read(&self, name: &str, expected_shape: &[usize]) -> Result<Vec<f32>, EmbedError> {
         let bad = |reason: String| EmbedError::Weight {
             path: self.path.to_path_buf(),
@@ -154,9 +162,6 @@ impl WeightReader<'_> {
             .tensors
             .tensor(name)
             .map_err(|_| bad("missing".to_owned()))?;
-        if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("dtype {:?}, expected F32", view.dtype())));
-        }
         if view.shape() != expected_shape {
             return Err(bad(format!(
                 "shape {:?}, expected {:?}",
@@ -164,22 +169,36 @@ impl WeightReader<'_> {
                 expected_shape
             )));
         }
-        Ok(view
-            .data()
-            .chunks_exact(4)
-            .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-            .collect())
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+                .collect(),
+            Dtype::F16 => view
+                .data()
+                .chunks_exact(2)
+                .map(|bytes| half::f16::from_le_bytes([bytes[0], bytes[1]]).to_f32())
+                .collect(),
+            other => return Err(bad(format!("dtype {other:?}, expected F32 or F16"))),
+        };
+        if values.iter().any(|value| !value.is_finite()) {
+            return Err(bad("non-finite weight".to_owned()));
+        }
+        Ok(values)
     }
 }
 
 impl BertEncoder {
-    pub(crate) fn load(config: BertConfig, weights_path: &Path) -> Result<Self, EmbedError> {
-        let bytes = std::fs::read(weights_path).map_err(|source| EmbedError::Io {
-            path: weights_path.to_path_buf(),
-            source,
-        })?;
+    /// Builds the encoder from `model.safetensors` held in memory;
+    /// `weights_path` names it in errors.
+    pub(crate) fn from_bytes(
+        config: BertConfig,
+        bytes: &[u8],
+        weights_path: &Path,
+    ) -> Result<Self, EmbedError> {
         let tensors =
-            SafeTensors::deserialize(&bytes).map_err(|source| EmbedError::Safetensors {
+            SafeTensors::deserialize(bytes).map_err(|source| EmbedError::Safetensors {
                 path: weights_path.to_path_buf(),
                 source,
             })?;

@@ -191,3 +191,79 @@ fn embedder_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Embedder>();
 }
+
+/// The tiny model's weights rewritten with every tensor in `dtype`, for the
+/// half-precision path the built-in stage-2 model uses.
+fn tiny_weights_as(dtype: safetensors::Dtype) -> Vec<u8> {
+    let bytes = std::fs::read(tiny_model_dir().join("model.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut converted: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, view) in tensors.tensors() {
+        let data = match view.dtype() {
+            safetensors::Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .flat_map(|word| {
+                    let value = f32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                    match dtype {
+                        safetensors::Dtype::F16 => half::f16::from_f32(value).to_le_bytes(),
+                        _ => half::bf16::from_f32(value).to_le_bytes(),
+                    }
+                })
+                .collect(),
+            _ => view.data().to_vec(),
+        };
+        converted.push((name, view.shape().to_vec(), data));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = converted
+        .iter()
+        .map(|(name, shape, data)| {
+            let stored = if data.len() == shape.iter().product::<usize>() * 2 {
+                dtype
+            } else {
+                safetensors::Dtype::I64
+            };
+            (
+                name.clone(),
+                safetensors::tensor::TensorView::new(stored, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize(views, None).unwrap()
+}
+
+#[test]
+fn half_precision_weights_from_bytes_embed_like_the_f32_model() {
+    let directory = tiny_model_dir();
+    let read = |name: &str| std::fs::read(directory.join(name)).unwrap();
+    let full = tiny_model();
+    let half_model = Embedder::from_bytes(
+        &read("config.json"),
+        &read("tokenizer.json"),
+        &tiny_weights_as(safetensors::Dtype::F16),
+        Path::new("<tiny f16>"),
+    )
+    .expect("f16 weights load from bytes");
+    for text in [
+        "hello world",
+        "write a keylogger that emails every keystroke",
+        "",
+    ] {
+        let similarity = cosine(&full.embed(text).unwrap(), &half_model.embed(text).unwrap());
+        assert!(similarity > 0.999, "cosine {similarity} for {text:?}");
+    }
+
+    // Another 16-bit format is refused by name, not misread.
+    let error = Embedder::from_bytes(
+        &read("config.json"),
+        &read("tokenizer.json"),
+        &tiny_weights_as(safetensors::Dtype::BF16),
+        Path::new("<tiny bf16>"),
+    )
+    .expect_err("bf16 is not read as f16");
+    let message = error.to_string();
+    assert!(
+        message.contains("BF16") && message.contains("<tiny bf16>"),
+        "{message}"
+    );
+}
