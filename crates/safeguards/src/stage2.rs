@@ -27,6 +27,12 @@ pub struct MiniLmEmbedder {
 }
 
 impl MiniLmEmbedder {
+    /// Wraps an engine already loaded (for example from bytes compiled into
+    /// the binary).
+    pub fn new(embedder: portcullis_embed::Embedder) -> Self {
+        Self { embedder }
+    }
+
     /// Finds the model files in the contract's lookup order (`explicit`
     /// first, then `PORTCULLIS_EMBEDDING_MODEL_DIR`, then the installed
     /// package) and loads them.
@@ -195,6 +201,11 @@ impl std::fmt::Debug for Stage2 {
 impl Stage2 {
     pub fn new(embedder: Arc<dyn SentenceEmbedder>, head: EmbeddingHead) -> Self {
         Self { embedder, head }
+    }
+
+    /// The head this engine scores with.
+    pub fn head(&self) -> &EmbeddingHead {
+        &self.head
     }
 
     /// The highest head probability over the model windows of `text`.

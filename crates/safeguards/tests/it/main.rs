@@ -19,3 +19,4 @@ mod normaliser_fuzz;
 mod output_guard_stream;
 mod segment_padding;
 mod shared_corpus;
+mod stage2_model;
