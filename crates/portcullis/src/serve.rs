@@ -99,18 +99,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     config.validate().context("invalid configuration")?;
     init_logging(&config);
-    // The demo runs the full cascade on a fresh machine: it installs the
-    // embedding model when no lookup step finds it. Stage 1 alone is an
-    // explicit opt-in there as everywhere.
-    if args.demo && !config.safeguards.allow_stage1_only {
-        let directory = config.safeguards.embedding_model_dir.clone();
-        let directory = tokio::task::spawn_blocking(move || {
-            crate::embedding_install::ensure_model(directory.as_deref())
-        })
-        .await
-        .context("the embedding model install step failed")??;
-        config.safeguards.embedding_model_dir = Some(directory);
-    }
     let data_dir = settings::data_dir(args.data.as_deref(), &config);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data directory `{}`", data_dir.display()))?;
