@@ -105,7 +105,7 @@ fn the_demo_runs_the_built_in_stage_2_and_a_broken_directory_stops_the_server() 
             should_start: false,
             expected: &[
                 "/nonexistent/minilm",
-                "not usable",
+                "lacks",
                 "allow_stage1_only = true",
             ],
             unexpected: &[],
