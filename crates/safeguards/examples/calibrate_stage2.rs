@@ -9,20 +9,22 @@
 //! `training/stage2/finetune.py`); without it the built-in one is
 //! calibrated. The rows are the calibration eighth of the training data
 //! (corpus, generated and wrapped rows, as `train::build_training_data`
-//! builds them), which the fine-tuning never trains on; each is read plain
-//! and with one everyday sentence in front of it. Stage 1 and its
+//! builds them), which the fine-tuning never trains on; each is read plain,
+//! with one everyday sentence in front of it, and between three everyday
+//! sentences before and two after. Stage 1 and its
 //! thresholds are the committed ones.
 //!
 //! The rule: over a grid of `escalate_low` (where the escalation band
-//! starts), `segment_stage2_logit_offset` (0 to 4, step 0.25) and
-//! `stage2_block` (0.30 to 0.99, step 0.01), keep the triples at which at
-//! most 4% of the everyday benign readings escalate (the cost target is 5%)
+//! starts), `segment_escalation_relief` (0 to 3, step 0.5),
+//! `segment_stage2_logit_offset` (0 to 4, step 0.5) and `stage2_block`
+//! (0.30 to 0.99, step 0.01), keep the settings at which at most 4% of the
+//! everyday benign readings escalate (the cost target is 5%)
 //! and stage 2 adds at most 0.15% of the everyday benign readings and 1.5%
 //! of all benign readings to what stage 1 alone refuses (the budgets
 //! `train::calibrate_stage2_block` applies to the head over base
 //! embeddings); of those, the one with the best recall on malicious
 //! readings (ties: the higher block, the larger offset, the higher band
-//! start). A band that starts lower hands stage 2 the requests stage 1 has
+//! start, the smaller relief). A band that starts lower hands stage 2 the requests stage 1 has
 //! never seen the like of, which is where a fine-tuned encoder earns its
 //! cost. `--write` stores the result in the directory's `stage2.json` (for
 //! the built-in one, `model/stage2/stage2.json`).
@@ -55,6 +57,8 @@ struct Reading {
     /// The stage-1 score (the larger of whole text and best segment).
     score: f32,
     whole_score: f32,
+    /// The best segment's stage-1 score after the segment offset.
+    segment_score: f32,
     /// Whether stage 1 handed stage 2 a segment other than the whole text.
     has_other_segments: bool,
     /// Stage-2 probabilities, when `score` is in the widest band tried.
@@ -65,6 +69,8 @@ struct Reading {
 /// Band starts tried below the model set's own.
 const ESCALATE_LOW_GRID: &[f32] = &[0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5];
 const EVERYDAY_ESCALATION_BUDGET: f64 = 0.04;
+/// `segment_escalation_relief` values tried.
+const RELIEF_GRID: &[f32] = &[0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0];
 
 fn logit(probability: f32) -> f32 {
     let clamped = probability.clamp(1e-7, 1.0 - 1e-7);
@@ -90,6 +96,7 @@ struct Choice {
     block: f32,
     offset: f32,
     start: f32,
+    relief: f32,
     benign_blocked: usize,
     everyday_blocked: usize,
     everyday_escalated: usize,
@@ -139,18 +146,29 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|start| *start < thresholds.escalate_low)
         .collect();
     band_starts.push(thresholds.escalate_low);
-    let lowest_band_start = band_starts.iter().copied().fold(f32::INFINITY, f32::min);
+    let mut widest = thresholds;
+    widest.escalate_low = band_starts.iter().copied().fold(f32::INFINITY, f32::min);
+    widest.segment_escalation_relief = RELIEF_GRID.iter().copied().fold(0.0, f32::max);
     let mut readings = Vec::new();
     let (mut everyday_total, mut benign_total, mut malicious_total) = (0usize, 0usize, 0usize);
     for (index, row) in rows.iter().enumerate() {
         let malicious = row.label == Some(RowLabel::Malicious);
         let everyday = EVERYDAY_SOURCES.contains(&row.source.as_str());
         let text = row.exchange.classification_text();
-        let padded = format!(
-            "{} {text}",
-            PADDING_SENTENCES[index % PADDING_SENTENCES.len()]
+        let sentence =
+            |offset: usize| PADDING_SENTENCES[(index + offset) % PADDING_SENTENCES.len()];
+        let padded = format!("{} {text}", sentence(0));
+        // Heavier padding, around the request: the dilution the escalation
+        // relief exists for.
+        let surrounded = format!(
+            "{} {} {} {text} {} {}",
+            sentence(1),
+            sentence(2),
+            sentence(3),
+            sentence(4),
+            sentence(0)
         );
-        for reading_text in [&text, &padded] {
+        for reading_text in [&text, &padded, &surrounded] {
             if malicious {
                 malicious_total += 1;
             } else {
@@ -167,11 +185,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 everyday,
                 score: stage1.score,
                 whole_score: stage1.whole_score,
+                segment_score: stage1.segment_score,
                 has_other_segments,
                 whole_probability: 0.0,
                 segment_probabilities: Vec::new(),
             };
-            if stage1.score >= lowest_band_start && stage1.score < thresholds.escalate_high {
+            if widest.escalates(&stage1) {
                 reading.whole_probability = stage2.probability(&stage1.whole_text)?;
                 for segment in &stage1.top_segments {
                     if segment.trim() != stage1.whole_text.trim() {
@@ -191,17 +210,24 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         "{} readings ({malicious_total} malicious, {benign_total} benign, {everyday_total} everyday)",
         readings.len()
     );
-    let escalated = |reading: &Reading, start: f32| {
-        reading.score >= start && reading.score < thresholds.escalate_high
+    // The same rule as `Thresholds::escalates`, on the recorded scores.
+    let escalated = |reading: &Reading, start: f32, relief: f32| {
+        if reading.score >= thresholds.escalate_high {
+            return false;
+        }
+        reading.score >= start
+            || (relief > 0.0
+                && reading.segment_score > 0.0
+                && sigmoid(logit(reading.segment_score) + relief) >= start)
     };
     // As in the cascade (`stage2_over_segments`): when the whole text is
     // below the band and only a segment is in it, stage 2 reads the
     // segments alone.
-    let blocked = |reading: &Reading, start: f32, offset: f32, block: f32| {
+    let blocked = |reading: &Reading, start: f32, relief: f32, offset: f32, block: f32| {
         if reading.score >= thresholds.escalate_high {
             return true;
         }
-        if !escalated(reading, start) {
+        if !escalated(reading, start, relief) {
             return false;
         }
         let segments_only = reading.whole_score < start && reading.has_other_segments;
@@ -230,53 +256,65 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let stage1_recall = stage1_blocked(&|r| r.malicious);
     let mut best: Option<Choice> = None;
     for &start in &band_starts {
-        let everyday_escalated = readings
-            .iter()
-            .filter(|r| !r.malicious && r.everyday && escalated(r, start))
-            .count();
-        let escalation_ok =
-            everyday_escalated as f64 <= EVERYDAY_ESCALATION_BUDGET * everyday_total as f64;
-        println!(
-            "band start {start:.2}: everyday escalation {:.2}% ({everyday_escalated}/{everyday_total}){}",
-            100.0 * everyday_escalated as f64 / everyday_total.max(1) as f64,
-            if escalation_ok { "" } else { ", over budget" }
-        );
-        if !escalation_ok && start < thresholds.escalate_low {
-            continue;
-        }
-        for offset_step in 0..=16 {
-            let offset = offset_step as f32 * 0.25;
-            for block_step in 30..=99 {
-                let block = block_step as f32 / 100.0;
-                let count = |filter: &dyn Fn(&Reading) -> bool| {
-                    readings
-                        .iter()
-                        .filter(|r| filter(r) && blocked(r, start, offset, block))
-                        .count()
-                };
-                let everyday_blocked = count(&|r| !r.malicious && r.everyday);
-                let benign_blocked = count(&|r| !r.malicious);
-                if (everyday_blocked - stage1_everyday) as f64
-                    > EVERYDAY_BUDGET * everyday_total as f64
-                    || (benign_blocked - stage1_benign) as f64 > BENIGN_BUDGET * benign_total as f64
-                {
-                    continue;
-                }
-                let recall = count(&|r| r.malicious);
-                let better = best.as_ref().is_none_or(|current| {
-                    (recall, block, offset, start)
-                        > (current.recall, current.block, current.offset, current.start)
-                });
-                if better {
-                    best = Some(Choice {
-                        recall,
-                        block,
-                        offset,
-                        start,
-                        benign_blocked,
-                        everyday_blocked,
-                        everyday_escalated,
+        for &relief in RELIEF_GRID {
+            let everyday_escalated = readings
+                .iter()
+                .filter(|r| !r.malicious && r.everyday && escalated(r, start, relief))
+                .count();
+            let escalation_ok =
+                everyday_escalated as f64 <= EVERYDAY_ESCALATION_BUDGET * everyday_total as f64;
+            println!(
+                "band start {start:.2}, relief {relief:.1}: everyday escalation {:.2}% ({everyday_escalated}/{everyday_total}){}",
+                100.0 * everyday_escalated as f64 / everyday_total.max(1) as f64,
+                if escalation_ok { "" } else { ", over budget" }
+            );
+            if !escalation_ok && (start < thresholds.escalate_low || relief > 0.0) {
+                continue;
+            }
+            for offset_step in 0..=8 {
+                let offset = offset_step as f32 * 0.5;
+                for block_step in 30..=99 {
+                    let block = block_step as f32 / 100.0;
+                    let count = |filter: &dyn Fn(&Reading) -> bool| {
+                        readings
+                            .iter()
+                            .filter(|r| filter(r) && blocked(r, start, relief, offset, block))
+                            .count()
+                    };
+                    let everyday_blocked = count(&|r| !r.malicious && r.everyday);
+                    let benign_blocked = count(&|r| !r.malicious);
+                    if (everyday_blocked - stage1_everyday) as f64
+                        > EVERYDAY_BUDGET * everyday_total as f64
+                        || (benign_blocked - stage1_benign) as f64
+                            > BENIGN_BUDGET * benign_total as f64
+                    {
+                        continue;
+                    }
+                    let recall = count(&|r| r.malicious);
+                    // Ties: the higher block, the larger offset, the higher
+                    // band start, the smaller relief (less stage-2 work).
+                    let better = best.as_ref().is_none_or(|current| {
+                        (recall, block, offset, start, -relief)
+                            > (
+                                current.recall,
+                                current.block,
+                                current.offset,
+                                current.start,
+                                -current.relief,
+                            )
                     });
+                    if better {
+                        best = Some(Choice {
+                            recall,
+                            block,
+                            offset,
+                            start,
+                            relief,
+                            benign_blocked,
+                            everyday_blocked,
+                            everyday_escalated,
+                        });
+                    }
                 }
             }
         }
@@ -286,12 +324,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         block,
         offset,
         start,
+        relief,
         benign_blocked,
         everyday_blocked,
         everyday_escalated,
     } = best.ok_or("no threshold meets the false-refusal budget")?;
     println!(
-        "escalate_low {start:.2}, stage2_block {block:.2}, segment_stage2_logit_offset {offset:.2}: malicious blocked {:.2}% ({recall}/{malicious_total}; stage 1 alone {:.2}%), benign blocked {:.2}% ({benign_blocked}/{benign_total}), everyday blocked {:.2}% ({everyday_blocked}/{everyday_total}), everyday escalated {:.2}%",
+        "escalate_low {start:.2}, segment_escalation_relief {relief:.1}, stage2_block {block:.2}, segment_stage2_logit_offset {offset:.2}: malicious blocked {:.2}% ({recall}/{malicious_total}; stage 1 alone {:.2}%), benign blocked {:.2}% ({benign_blocked}/{benign_total}), everyday blocked {:.2}% ({everyday_blocked}/{everyday_total}), everyday escalated {:.2}%",
         100.0 * recall as f64 / malicious_total.max(1) as f64,
         100.0 * stage1_recall as f64 / malicious_total.max(1) as f64,
         100.0 * benign_blocked as f64 / benign_total.max(1) as f64,
@@ -303,9 +342,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or_else(|| manifest_dir.join("model/stage2"))
             .join("stage2.json");
         let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
-        manifest["stage2_block"] = serde_json::json!((block * 100.0).round() / 100.0);
-        manifest["segment_stage2_logit_offset"] = serde_json::json!(offset);
-        manifest["escalate_low"] = serde_json::json!((start * 100.0).round() / 100.0);
+        manifest["stage2_block"] = serde_json::json!((f64::from(block) * 100.0).round() / 100.0);
+        manifest["segment_stage2_logit_offset"] = serde_json::json!(f64::from(offset));
+        manifest["escalate_low"] = serde_json::json!((f64::from(start) * 100.0).round() / 100.0);
+        manifest["segment_escalation_relief"] = serde_json::json!(f64::from(relief));
         std::fs::write(
             &path,
             format!("{}\n", serde_json::to_string_pretty(&manifest)?),

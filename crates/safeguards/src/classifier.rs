@@ -67,6 +67,10 @@ pub struct FineTunedStage2Manifest {
     pub fine_tuned_layers: u32,
     pub stage2_block: f32,
     pub segment_stage2_logit_offset: f32,
+    /// Log-odds given back to the best segment when deciding whether to
+    /// escalate (`Thresholds::segment_escalation_relief`). Absent: zero.
+    #[serde(default)]
+    pub segment_escalation_relief: Option<f32>,
     /// Where the escalation band starts for this classifier: lower than the
     /// model set's when stage 2 is strong enough to read more of stage 1's
     /// uncertain traffic. Absent: the model set's.
@@ -88,6 +92,9 @@ fn parse_fine_tuned_manifest(
     if !in_unit(manifest.stage2_block)
         || !manifest.segment_stage2_logit_offset.is_finite()
         || manifest.escalate_low.is_some_and(|value| !in_unit(value))
+        || manifest
+            .segment_escalation_relief
+            .is_some_and(|value| !value.is_finite() || !(0.0..=20.0).contains(&value))
     {
         return Err(SafeguardError::InvalidModel {
             reason: format!("`{}`: thresholds out of range", path.display()),
@@ -463,6 +470,9 @@ impl Safeguard {
         if let Some(escalate_low) = manifest.escalate_low {
             thresholds.escalate_low = escalate_low;
         }
+        if let Some(relief) = manifest.segment_escalation_relief {
+            thresholds.segment_escalation_relief = relief;
+        }
         self.stage2 = Some(stage2);
         self.stage2_source = Some(source);
     }
@@ -653,8 +663,7 @@ impl Safeguard {
     pub fn classify_text(&self, text: &str, profile: &SafeguardProfile) -> SafeguardVerdict {
         let thresholds = profile.thresholds;
         let stage1 = self.stage1_with_thresholds(text, &thresholds);
-        let uncertain =
-            stage1.score >= thresholds.escalate_low && stage1.score < thresholds.escalate_high;
+        let uncertain = thresholds.escalates(&stage1);
         let mut stage2_score = None;
         let mut stage2_missing = false;
         if uncertain {

@@ -47,6 +47,19 @@ pub struct Thresholds {
     /// The same as `segment_logit_offset` for stage-2 scores of segments.
     #[serde(default = "default_segment_stage2_logit_offset")]
     pub segment_stage2_logit_offset: f32,
+    /// Log-odds given back to the best segment when deciding whether to
+    /// escalate (never when deciding a block): a request that stage 1 is
+    /// only moderately sure of alone falls under the band once padding
+    /// pushes its score through the segment offset, and this hands it to
+    /// stage 2 instead of allowing it. Zero (the default) escalates on the
+    /// offset score alone; calibrated with the stage-2 classifier.
+    #[serde(default)]
+    pub segment_escalation_relief: f32,
+}
+
+fn logit_of(probability: f32) -> f32 {
+    let clamped = probability.clamp(1e-7, 1.0 - 1e-7);
+    (clamped / (1.0 - clamped)).ln()
 }
 
 /// The calibrated stage-1 segment offset of the committed model, used when a
@@ -156,6 +169,23 @@ pub struct SafeguardProfile {
 }
 
 impl Thresholds {
+    /// Whether a stage-1 result goes to stage 2: its score is in the band,
+    /// or it is under the band and its best segment, given back
+    /// `segment_escalation_relief` log-odds, reaches the band.
+    pub fn escalates(&self, stage1: &crate::classifier::Stage1Result) -> bool {
+        if stage1.score >= self.escalate_high {
+            return false;
+        }
+        if stage1.score >= self.escalate_low {
+            return true;
+        }
+        self.segment_escalation_relief > 0.0
+            && stage1.segment_score > 0.0
+            && crate::stage1::sigmoid(
+                logit_of(stage1.segment_score) + self.segment_escalation_relief,
+            ) >= self.escalate_low
+    }
+
     /// What a segment with `feature_count` features has subtracted from its
     /// stage-1 log-odds before it is compared with the thresholds.
     pub fn segment_offset(&self, feature_count: usize) -> f32 {
@@ -206,6 +236,10 @@ impl SafeguardProfile {
                 "segment_stage2_logit_offset",
                 thresholds.segment_stage2_logit_offset,
             ),
+            (
+                "segment_escalation_relief",
+                thresholds.segment_escalation_relief,
+            ),
         ] {
             if !value.is_finite() || !(0.0..=20.0).contains(&value) {
                 return Err(invalid(format!("`{name}` is `{value}`, outside 0..=20")));
@@ -243,6 +277,48 @@ impl SafeguardProfile {
 mod tests {
     use super::*;
 
+    fn stage1_result(
+        score: f32,
+        whole_score: f32,
+        segment_score: f32,
+    ) -> crate::classifier::Stage1Result {
+        crate::classifier::Stage1Result {
+            score,
+            deciding_view: crate::normalise::ViewKind::Canonical,
+            deciding_text: String::new(),
+            flags: crate::normalise::NormalisationFlags::default(),
+            whole_score,
+            whole_text: String::new(),
+            segment_score,
+            top_segments: Vec::new(),
+            segments_scored: 0,
+        }
+    }
+
+    #[test]
+    fn escalation_relief_reaches_only_diluted_segments_and_never_blocks() {
+        let mut thresholds = thresholds();
+        thresholds.escalate_low = 0.6;
+        thresholds.escalate_high = 0.95;
+        // (score, whole, best segment, relief, escalates)
+        let cases = [
+            (0.7, 0.7, 0.1, 0.0, true),    // in the band
+            (0.97, 0.97, 0.1, 3.0, false), // above the band: stage 1 decides
+            (0.3, 0.1, 0.3, 0.0, false),   // under the band, no relief
+            (0.3, 0.1, 0.3, 1.0, false),   // relief too small: sigmoid(-0.85 + 1) < 0.6
+            (0.3, 0.1, 0.3, 1.5, true),    // sigmoid(-0.85 + 1.5) = 0.66
+            (0.1, 0.1, 0.0, 5.0, false),   // no segment scored: nothing to give back
+        ];
+        for (score, whole, segment, relief, expected) in cases {
+            thresholds.segment_escalation_relief = relief;
+            assert_eq!(
+                thresholds.escalates(&stage1_result(score, whole, segment)),
+                expected,
+                "score {score}, segment {segment}, relief {relief}"
+            );
+        }
+    }
+
     fn thresholds() -> Thresholds {
         Thresholds {
             stage1_block: 0.5,
@@ -252,6 +328,7 @@ mod tests {
             segment_logit_offset: 1.0,
             segment_short_penalty: 0.5,
             segment_stage2_logit_offset: 1.0,
+            segment_escalation_relief: 0.0,
         }
     }
 

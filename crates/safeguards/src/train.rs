@@ -273,6 +273,7 @@ pub fn calibrate_thresholds(scored: &[CalibrationScore]) -> Thresholds {
         segment_logit_offset: crate::profile::DEFAULT_SEGMENT_LOGIT_OFFSET,
         segment_short_penalty: crate::profile::DEFAULT_SEGMENT_SHORT_PENALTY,
         segment_stage2_logit_offset: crate::profile::DEFAULT_SEGMENT_STAGE2_LOGIT_OFFSET,
+        segment_escalation_relief: 0.0,
     }
 }
 
@@ -581,6 +582,7 @@ fn placeholder_manifest(config: &TrainConfig, training_rows: usize) -> ModelMani
             segment_logit_offset: crate::profile::DEFAULT_SEGMENT_LOGIT_OFFSET,
             segment_short_penalty: crate::profile::DEFAULT_SEGMENT_SHORT_PENALTY,
             segment_stage2_logit_offset: crate::profile::DEFAULT_SEGMENT_STAGE2_LOGIT_OFFSET,
+            segment_escalation_relief: 0.0,
         },
         stage1_hash_bits: config.linear.hash_bits,
         training_seed: config.linear.seed,

@@ -63,6 +63,10 @@ fn the_built_in_classifier_attaches_with_its_own_thresholds_and_decides() {
             .escalate_low
             .unwrap_or(base_thresholds.escalate_low)
     );
+    assert_eq!(
+        thresholds.segment_escalation_relief,
+        manifest.segment_escalation_relief.unwrap_or(0.0)
+    );
     assert_eq!(thresholds.stage1_block, base_thresholds.stage1_block);
     assert_eq!(thresholds.escalate_high, base_thresholds.escalate_high);
 
