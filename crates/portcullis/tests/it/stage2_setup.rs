@@ -103,11 +103,7 @@ fn the_demo_runs_the_built_in_stage_2_and_a_broken_directory_stops_the_server() 
             args: &["--embedding-model", "/nonexistent/minilm"],
             env: &[],
             should_start: false,
-            expected: &[
-                "/nonexistent/minilm",
-                "lacks",
-                "allow_stage1_only = true",
-            ],
+            expected: &["/nonexistent/minilm", "lacks", "allow_stage1_only = true"],
             unexpected: &[],
         },
         Case {
