@@ -183,7 +183,7 @@ def main():
     parser.add_argument("--rows", required=True, help="folder with train.jsonl and dev.jsonl")
     parser.add_argument("--head", required=True, help="the frozen-embedding head to start from")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--train-layers", type=int, default=2)
+    parser.add_argument("--train-layers", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=256)
