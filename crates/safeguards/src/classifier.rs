@@ -46,7 +46,8 @@ const BUILTIN_MANIFEST: &str = include_str!("../model/manifest.json");
 /// `model/stage2/` and the model card): encoder weights in f16, the
 /// tokenizer, the head, and the thresholds calibrated for them.
 const BUILTIN_ENCODER_CONFIG: &[u8] = include_bytes!("../model/stage2/config.json");
-const BUILTIN_ENCODER_TOKENIZER: &[u8] = include_bytes!("../model/stage2/tokenizer.json");
+/// `tokenizer.json`, gzipped.
+const BUILTIN_ENCODER_TOKENIZER_GZ: &[u8] = include_bytes!("../model/stage2/tokenizer.json.gz");
 const BUILTIN_ENCODER_WEIGHTS: &[u8] = include_bytes!("../model/stage2/model.safetensors");
 const BUILTIN_ENCODER_HEAD: &[u8] = include_bytes!("../model/stage2/head.bin");
 const BUILTIN_ENCODER_MANIFEST: &str = include_str!("../model/stage2/stage2.json");
@@ -433,9 +434,17 @@ impl Safeguard {
     /// Loading it takes a few hundred milliseconds; do it once at start.
     pub fn attach_builtin_stage2(&mut self) -> Result<(), SafeguardError> {
         let label = Path::new("<built-in stage-2 model>");
+        let mut tokenizer = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(BUILTIN_ENCODER_TOKENIZER_GZ),
+            &mut tokenizer,
+        )
+        .map_err(|error| SafeguardError::InvalidModel {
+            reason: format!("built-in stage-2 tokenizer: {error}"),
+        })?;
         let embedder = portcullis_embed::Embedder::from_bytes(
             BUILTIN_ENCODER_CONFIG,
-            BUILTIN_ENCODER_TOKENIZER,
+            &tokenizer,
             BUILTIN_ENCODER_WEIGHTS,
             label,
         )

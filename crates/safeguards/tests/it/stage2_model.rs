@@ -32,13 +32,22 @@ fn copied_dir(root: &Path) -> PathBuf {
     std::fs::create_dir_all(&directory).unwrap();
     for file in [
         "config.json",
-        "tokenizer.json",
         "model.safetensors",
         "head.bin",
         "stage2.json",
     ] {
         std::fs::copy(builtin_dir().join(file), directory.join(file)).unwrap();
     }
+    // The built-in tokenizer is committed gzipped; a directory holds it plain.
+    let mut tokenizer = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(
+            std::fs::File::open(builtin_dir().join("tokenizer.json.gz")).unwrap(),
+        ),
+        &mut tokenizer,
+    )
+    .unwrap();
+    std::fs::write(directory.join("tokenizer.json"), tokenizer).unwrap();
     directory
 }
 
